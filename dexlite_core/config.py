@@ -1,0 +1,179 @@
+"""Typed configuration for every DexLite stage, in one place.
+
+Defaults are the values of the write-up (`dexlite-writeup.txt`) where it gives them, and
+DexGraspNet's / DexGraspBench's published values where it is silent (the source is named in the
+field's comment). A run's configuration is a :class:`PipelineConfig`; YAML files override fields by
+name (see :func:`PipelineConfig.from_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ObjectConfig:
+    """Object ingest: normalisation, point cloud, SDF grid, convex decomposition."""
+
+    size: float = 0.10  # longest bounding-box edge after normalisation [m]
+    n_points: int = 2048  # write-up: point cloud size
+    sdf_resolution: int = 64  # voxels per axis of the SDF grid
+    sdf_padding: float = 0.04  # grid margin around the object's bounding box [m]
+    convex_method: str = "coacd"  # "coacd" | "vhacd" | "hull"
+    convex_threshold: float = 0.08  # CoACD concavity threshold
+    max_convex_parts: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EnergyWeights:
+    """Weights of the grasp energy (write-up, "Loss Weights" table)."""
+
+    fc: float = 1.0
+    dis: float = 100.0
+    pen: float = 100.0
+    spen: float = 10.0
+    joints: float = 1.0
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    weights: EnergyWeights = field(default_factory=EnergyWeights)
+    n_contacts: int = 4  # DexGraspNet: 4 contacts chosen from the hand's candidates
+    spen_threshold: float = 0.02  # DexGraspNet: keypoint spheres of radius 1 cm
+    pen_margin: float = 0.0  # write-up writes "+1"; in metres that penalises every point: see README
+
+
+@dataclass(frozen=True)
+class AnnealingConfig:
+    """RMSProp + Metropolis annealing (write-up "Post-Optimization Parameters"; DexGraspNet)."""
+
+    n_iter: int = 200
+    step_size: float = 0.005
+    stepsize_period: int = 50  # DexGraspNet: step size decays 0.95 every 50 steps
+    stepsize_decay: float = 0.95
+    mu: float = 0.98
+    eps: float = 1e-8
+    starting_temperature: float = 18.0
+    temperature_decay: float = 0.95
+    annealing_period: int = 30
+    switch_possibility: float = 0.5
+
+
+@dataclass(frozen=True)
+class StabilityConfig:
+    """PyBullet table-rest filter (write-up: 2 s, < 0.05 m, < 7 deg)."""
+
+    duration: float = 2.0
+    max_displacement: float = 0.05
+    max_rotation_deg: float = 7.0
+    n_poses: int = 3  # most probable resting poses from trimesh.poses.compute_stable_poses
+    density: float = 500.0  # kg/m^3 (DexGraspNet's validator)
+    lateral_friction: float = 0.8
+    timestep: float = 1.0 / 240.0
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    """MuJoCo lift test (write-up: lift 1 m, success if object rise / hand rise > 0.9)."""
+
+    lift_height: float = 1.0
+    ratio_threshold: float = 0.9
+    object_mass: float = 0.1  # DexGraspBench: 0.1 kg regardless of scale
+    friction: float = 1.0
+    kp: float = 5.0  # finger servo gain (simulation notes item 4)
+    squeeze: float = 0.3  # rad past the grasp, along each joint's closing direction
+    timestep: float = 0.002
+    close_time: float = 0.5
+    lift_time: float = 1.5
+    hold_time: float = 0.5
+    six_dir_time: float = 2.0
+    six_dir_max_displacement: float = 0.02
+    six_dir_max_rotation_deg: float = 15.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SeedConfig:
+    """Seed grasps by optimisation from scratch (DexGraspNet initialisation)."""
+
+    grasps_per_object: int = 64
+    n_iter: int = 1500
+    distance_lower: float = 0.2
+    distance_upper: float = 0.3
+    jitter_strength: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """CVAE training (write-up appendix)."""
+
+    batch_size: int = 64
+    lr: float = 1e-4
+    epochs: int = 100
+    latent_dim: int = 256
+    n_points: int = 2048
+    w_recon: float = 1.0
+    w_kl: float = 0.001
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    objects: ObjectConfig = field(default_factory=ObjectConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
+    annealing: AnnealingConfig = field(default_factory=AnnealingConfig)
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
+    lift: LiftConfig = field(default_factory=LiftConfig)
+    seed: SeedConfig = field(default_factory=SeedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PipelineConfig:
+        return _build(cls, data or {})
+
+    def digest(self, *sections: str) -> str:
+        """Stable hash of the named sections (all when none): keys the stage caches."""
+        d = self.to_dict()
+        part = {s: d[s] for s in sections} if sections else d
+        return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys with a clear error."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown config key(s) for {cls.__name__}: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = fields[name].type
+        sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        kwargs[name] = _build(sub, value) if sub is not None and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+_DATACLASSES = {
+    c.__name__: c
+    for c in (
+        ObjectConfig,
+        EnergyWeights,
+        EnergyConfig,
+        AnnealingConfig,
+        StabilityConfig,
+        LiftConfig,
+        SeedConfig,
+        TrainConfig,
+        PipelineConfig,
+    )
+}

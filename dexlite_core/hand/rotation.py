@@ -1,0 +1,45 @@
+"""Rotations of the pose vector: static-axis XYZ Euler angles ('sxyz'), R = Rz @ Ry @ Rx.
+
+The same convention as DexGraspNet's saved `WRJRx/y/z` (transforms3d `euler2mat(..., 'sxyz')`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def euler_to_matrix(euler: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices from Euler angles.
+
+    Args:
+        euler: `(..., 3)` angles `[rx, ry, rz]` in radians.
+    Returns:
+        `(..., 3, 3)` matrices `Rz(rz) @ Ry(ry) @ Rx(rx)`; differentiable.
+    """
+    cx, cy, cz = torch.cos(euler).unbind(-1)
+    sx, sy, sz = torch.sin(euler).unbind(-1)
+    rows = (
+        cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx,
+        sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx,
+        -sy, cy * sx, cy * cx,
+    )  # fmt: skip
+    return torch.stack(rows, dim=-1).reshape(*euler.shape[:-1], 3, 3)
+
+
+def matrix_to_euler(R: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`euler_to_matrix`: `(..., 3, 3)` -> `(..., 3)` with ry in [-pi/2, pi/2]."""
+    sy = (-R[..., 2, 0]).clamp(-1.0, 1.0)
+    ry = torch.asin(sy)
+    rx = torch.atan2(R[..., 2, 1], R[..., 2, 2])
+    rz = torch.atan2(R[..., 1, 0], R[..., 0, 0])
+    return torch.stack([rx, ry, rz], dim=-1)
+
+
+def euler_to_matrix_np(euler: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`euler_to_matrix` (`(..., 3)` -> `(..., 3, 3)`, float64)."""
+    return euler_to_matrix(torch.as_tensor(np.asarray(euler, dtype=np.float64))).numpy()
+
+
+def matrix_to_euler_np(R: np.ndarray) -> np.ndarray:
+    return matrix_to_euler(torch.as_tensor(np.asarray(R, dtype=np.float64))).numpy()
