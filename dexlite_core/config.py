@@ -46,6 +46,7 @@ class EnergyConfig:
     n_contacts: int = 4  # DexGraspNet: 4 contacts chosen from the hand's candidates
     spen_threshold: float = 0.02  # DexGraspNet: keypoint spheres of radius 1 cm
     pen_margin: float = 0.0  # write-up writes "+1"; in metres that penalises every point: see README
+    pen_object_points: int = 512  # object points tested against the hand's capsules/boxes
 
 
 @dataclass(frozen=True)

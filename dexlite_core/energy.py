@@ -1,0 +1,114 @@
+"""The grasp energy of the write-up, batched over poses and differentiable in q.
+
+    E = E_fc + w_dis E_dis + w_pen E_pen + w_spen E_spen + w_joints E_joints
+
+Shapes: B poses, K chosen contacts (of the hand's M candidates), S hand surface points,
+N object points.
+
+Terms (each returned separately, `(B,)`):
+
+1. E_fc (force closure). With contact points `c_k (B, K, 3)` and the object's unit surface normals
+   `n_k` there, the grasp matrix `G = [I_3 ... I_3; [c_1]x ... [c_K]x]` (6 x 3K) maps contact forces
+   to a wrench, and `E_fc = ||G n||^2 = ||sum_k n_k||^2 + ||sum_k c_k x n_k||^2`: zero when unit
+   normal forces at the contacts balance (write-up's ||n^T G||_F^2, DexGraspNet's form).
+2. E_dis (contact distance): `sum_k |phi(c_k)|`, phi the object's signed distance.
+3. E_pen (penetration), in two directions so that neither the hand's nor the object's sampling
+   lets a primitive slip through the other:
+   a. object points inside the hand's collision model (capsules + boxes, inside positive):
+      `sum_n relu(d_hand(p_n) + margin)` over `pen_object_points` object points (write-up);
+   b. hand surface points inside the object: `sum_s relu(-phi(h_s))`.
+4. E_spen (self-penetration): keypoint spheres on different links,
+   `sum_{i<j} relu(2 r - |k_i - k_j|)` (DexGraspNet; r = 1 cm).
+5. E_joints: `sum_j relu(q_j - upper_j) + relu(lower_j - q_j)` over the 22 finger joints.
+
+The object enters as an :class:`ObjectField`: anything with ``query(x (..., 3)) -> (phi (...),
+normal (..., 3))`` (negative inside) and ``points (N, 3)``; :class:`dexlite_core.objects.SDFGrid`
+plus the object's point cloud is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .config import EnergyConfig
+from .hand.model import HandModel, HandState
+
+TERMS = ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints")
+
+
+class SignedDistance(Protocol):
+    def query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass
+class ObjectField:
+    """What the energy needs of an object: its SDF and surface points `(N, 3)` (object frame)."""
+
+    sdf: SignedDistance
+    points: torch.Tensor
+
+    def pen_points(self, n: int) -> torch.Tensor:
+        """A fixed, evenly spread subset of `n` points (strided: the cloud is already uniform)."""
+        if n <= 0 or n >= self.points.shape[0]:
+            return self.points
+        idx = torch.linspace(0, self.points.shape[0] - 1, n, device=self.points.device).long()
+        return self.points[idx]
+
+
+@dataclass
+class EnergyTerms:
+    """Per-pose energy terms, each `(B,)`, and the weighted total."""
+
+    E_fc: torch.Tensor
+    E_dis: torch.Tensor
+    E_pen: torch.Tensor
+    E_spen: torch.Tensor
+    E_joints: torch.Tensor
+    total: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {t: getattr(self, t) for t in (*TERMS, "total")}
+
+
+def force_closure(contacts: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """`||G n||^2` for contacts `(B, K, 3)` and unit normals `(B, K, 3)` -> `(B,)`."""
+    force = normals.sum(1)
+    torque = torch.cross(contacts, normals, dim=-1).sum(1)
+    return (force * force).sum(-1) + (torque * torque).sum(-1)
+
+
+def grasp_energy(
+    hand: HandModel,
+    obj: ObjectField,
+    q: torch.Tensor,
+    contact_idx: torch.Tensor,
+    cfg: EnergyConfig | None = None,
+    state: HandState | None = None,
+) -> EnergyTerms:
+    """All energy terms for poses `q (B, 28)` with chosen contacts `contact_idx (B, K)`.
+
+    Steps: 1. hand FK (or reuse `state`); 2. contacts -> SDF distance and normals -> E_dis, E_fc;
+    3. object points in the hand model and hand surface in the SDF -> E_pen; 4. keypoints -> E_spen;
+    5. limits -> E_joints; 6. weighted sum with `cfg.weights`.
+    """
+    cfg = cfg or EnergyConfig()
+    w = cfg.weights
+    state = state or hand(q)
+    contacts = state.contact_points(contact_idx)  # (B, K, 3)
+    phi_c, n_c = obj.sdf.query(contacts)
+    e_dis = phi_c.abs().sum(-1)
+    e_fc = force_closure(contacts, n_c)
+
+    obj_pts = obj.pen_points(cfg.pen_object_points).to(q.dtype)
+    e_pen_obj = torch.relu(state.signed_distance(obj_pts) + cfg.pen_margin).sum(-1)
+    phi_h, _ = obj.sdf.query(state.surface_points)
+    e_pen_hand = torch.relu(-phi_h).sum(-1)
+    e_pen = e_pen_obj + e_pen_hand
+
+    e_spen = state.self_penetration()
+    e_joints = hand.joint_limit_violation(q)
+    total = w.fc * e_fc + w.dis * e_dis + w.pen * e_pen + w.spen * e_spen + w.joints * e_joints
+    return EnergyTerms(e_fc, e_dis, e_pen, e_spen, e_joints, total)
