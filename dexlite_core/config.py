@@ -46,7 +46,6 @@ class EnergyConfig:
     n_contacts: int = 4  # DexGraspNet: 4 contacts chosen from the hand's candidates
     spen_threshold: float = 0.02  # DexGraspNet: keypoint spheres of radius 1 cm
     pen_margin: float = 0.0  # write-up writes "+1"; in metres that penalises every point: see README
-    pen_object_points: int = 512  # object points tested against the hand's capsules/boxes
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,9 @@ class SeedConfig:
 
     grasps_per_object: int = 64
     n_iter: int = 1500
-    distance_lower: float = 0.2
-    distance_upper: float = 0.3
+    hull_inflate: float = 0.05  # DexGraspNet inflates by 0.2 m and runs 6000 steps; we start closer
+    distance_lower: float = 0.1
+    distance_upper: float = 0.15
     jitter_strength: float = 0.1
     seed: int = 0
 

@@ -2,8 +2,8 @@
 
     E = E_fc + w_dis E_dis + w_pen E_pen + w_spen E_spen + w_joints E_joints
 
-Shapes: B poses, K chosen contacts (of the hand's M candidates), S hand surface points,
-N object points.
+Shapes: B poses, K chosen contacts (of the hand's M candidates),
+Q spheres covering the hand.
 
 Terms (each returned separately, `(B,)`):
 
@@ -12,11 +12,12 @@ Terms (each returned separately, `(B,)`):
    to a wrench, and `E_fc = ||G n||^2 = ||sum_k n_k||^2 + ||sum_k c_k x n_k||^2`: zero when unit
    normal forces at the contacts balance (write-up's ||n^T G||_F^2, DexGraspNet's form).
 2. E_dis (contact distance): `sum_k |phi(c_k)|`, phi the object's signed distance.
-3. E_pen (penetration), in two directions so that neither the hand's nor the object's sampling
-   lets a primitive slip through the other:
-   a. object points inside the hand's collision model (capsules + boxes, inside positive):
-      `sum_n relu(d_hand(p_n) + margin)` over `pen_object_points` object points (write-up);
-   b. hand surface points inside the object: `sum_s relu(-phi(h_s))`.
+3. E_pen (penetration): the hand's collision model (capsules + boxes) is covered by Q spheres
+   (centres `h_s` on the capsule axes and box mid-planes, radii `r_s`); sphere s overlaps the
+   object by `r_s - phi(h_s)` when positive, so `E_pen = sum_s relu(r_s - phi(h_s) + margin)`.
+   This is the write-up's "object inside the hand" depth measured from the hand side: it is zero
+   exactly when no sphere touches the object, needs Q ~ 300 SDF look-ups per pose instead of
+   N x (capsules + boxes) distance tests, and cannot miss a thin object part between samples.
 4. E_spen (self-penetration): keypoint spheres on different links,
    `sum_{i<j} relu(2 r - |k_i - k_j|)` (DexGraspNet; r = 1 cm).
 5. E_joints: `sum_j relu(q_j - upper_j) + relu(lower_j - q_j)` over the 22 finger joints.
@@ -49,13 +50,6 @@ class ObjectField:
 
     sdf: SignedDistance
     points: torch.Tensor
-
-    def pen_points(self, n: int) -> torch.Tensor:
-        """A fixed, evenly spread subset of `n` points (strided: the cloud is already uniform)."""
-        if n <= 0 or n >= self.points.shape[0]:
-            return self.points
-        idx = torch.linspace(0, self.points.shape[0] - 1, n, device=self.points.device).long()
-        return self.points[idx]
 
 
 @dataclass
@@ -91,7 +85,7 @@ def grasp_energy(
     """All energy terms for poses `q (B, 28)` with chosen contacts `contact_idx (B, K)`.
 
     Steps: 1. hand FK (or reuse `state`); 2. contacts -> SDF distance and normals -> E_dis, E_fc;
-    3. object points in the hand model and hand surface in the SDF -> E_pen; 4. keypoints -> E_spen;
+    3. sphere-cover centres -> SDF -> E_pen; 4. keypoints -> E_spen;
     5. limits -> E_joints; 6. weighted sum with `cfg.weights`.
     """
     cfg = cfg or EnergyConfig()
@@ -102,11 +96,8 @@ def grasp_energy(
     e_dis = phi_c.abs().sum(-1)
     e_fc = force_closure(contacts, n_c)
 
-    obj_pts = obj.pen_points(cfg.pen_object_points).to(q.dtype)
-    e_pen_obj = torch.relu(state.signed_distance(obj_pts) + cfg.pen_margin).sum(-1)
-    phi_h, _ = obj.sdf.query(state.surface_points)
-    e_pen_hand = torch.relu(-phi_h).sum(-1)
-    e_pen = e_pen_obj + e_pen_hand
+    phi_s, _ = obj.sdf.query(state.sphere_centres)  # (B, Q)
+    e_pen = torch.relu(hand.sphere_r - phi_s + cfg.pen_margin).sum(-1)
 
     e_spen = state.self_penetration()
     e_joints = hand.joint_limit_violation(q)

@@ -107,3 +107,18 @@ def test_visual_meshes_follow_the_pose(hand64):
     assert len(meshes) >= 15
     centre = np.concatenate([mm.vertices for mm in meshes]).mean(0)
     assert 0.45 < centre[0] < 0.55
+
+
+def test_sphere_cover_matches_the_collision_model(hand64):
+    state = hand64(torch.zeros(1, 28, dtype=torch.float64))
+    centres, r = state.sphere_centres[0], hand64.sphere_r
+    # every sphere lies inside the capsules/boxes ...
+    depth = state.signed_distance(centres[None])[0]
+    assert (depth >= r - 1e-6).all()
+    # ... and reach the capsule surfaces to within 0.5 mm; boxes get rounded edges (radius = half
+    # their thickness), so most, not all, of their surface is reached within 2 mm
+    surf = state.surface_points[0]
+    gap = (torch.cdist(surf, centres) - r).min(dim=1).values
+    on_capsule = torch.isin(hand64.surface.link, hand64.cap_a.link)
+    assert gap[on_capsule].max() < 0.0005
+    assert torch.quantile(gap, 0.8) < 0.002

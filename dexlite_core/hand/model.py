@@ -7,8 +7,9 @@ each link's frame:
 * contact candidates: 10 points on the palmar side of each of the 14 finger/thumb links that
   DexGraspNet uses (proximal, middle, distal of FF/MF/RF/LF; thmiddle, thdistal) plus 12 on the
   palm's palmar face (152 in all). Fingers flex towards their link's -y, the thumb towards -x;
-* surface points: an even sampling of every capsule and box surface (penetration of the hand into
-  the object, queried in the object's SDF);
+* surface points: an even sampling of every capsule and box surface (pictures, diagnostics);
+* a sphere cover: spheres along every capsule's axis and over every box's mid-plane, whose union
+  is the collision model to within ~1.5 mm (penetration against the object's SDF);
 * keypoints: DexGraspNet's 19 spheres on the link axes (self-penetration).
 
 :meth:`HandModel.forward` computes, for a batch of poses:
@@ -72,6 +73,9 @@ class HandGeometry:
     surf_pos: np.ndarray  # (S, 3)
     kp_link: np.ndarray  # (P,)
     kp_pos: np.ndarray  # (P, 3)
+    sph_link: np.ndarray  # (Q,)
+    sph_pos: np.ndarray  # (Q, 3) centres of the sphere cover of the collision model
+    sph_r: np.ndarray  # (Q,)
 
 
 def _quat_to_mat(quat: np.ndarray) -> np.ndarray:
@@ -185,6 +189,25 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
         surf_link += [li] * len(p)
         surf_pos.append(p)
 
+    # sphere cover: spheres on each capsule's axis (spacing r/2) and on each box's mid-plane
+    # (radius = half the thinnest extent); a sphere overlaps the object iff phi(centre) < r
+    sph_link, sph_pos, sph_r = [], [], []
+    for li, a, b, r in caps:
+        k = int(np.ceil(np.linalg.norm(b - a) / (0.5 * r))) + 1
+        for s in np.linspace(0, 1, k):
+            sph_link.append(li), sph_pos.append(a + s * (b - a)), sph_r.append(r)
+    for li, centre, rot, half in boxes:
+        thin = int(np.argmin(half))
+        r = float(half[thin])
+        o1, o2 = [i for i in range(3) if i != thin]
+        g1 = np.linspace(-half[o1] + r, half[o1] - r, max(2, int(np.ceil(2 * (half[o1] - r) / r)) + 1))
+        g2 = np.linspace(-half[o2] + r, half[o2] - r, max(2, int(np.ceil(2 * (half[o2] - r) / r)) + 1))
+        for x in g1:
+            for y in g2:
+                local = np.zeros(3)
+                local[o1], local[o2] = x, y
+                sph_link.append(li), sph_pos.append(centre + rot @ local), sph_r.append(r)
+
     kp_link = [link_names.index(link) for link, _ in KEYPOINTS]
     kp_pos = [np.array([0.0, 0.0, z]) for _, z in KEYPOINTS]
     return HandGeometry(
@@ -204,6 +227,9 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
         surf_pos=np.concatenate(surf_pos),
         kp_link=np.array(kp_link),
         kp_pos=np.array(kp_pos),
+        sph_link=np.array(sph_link),
+        sph_pos=np.array(sph_pos),
+        sph_r=np.array(sph_r),
     )
 
 
@@ -267,6 +293,11 @@ class HandState:
     def surface_points(self) -> torch.Tensor:
         """`(B, S, 3)` world positions of the hand surface samples."""
         return self.model.surface.world(self.link_T)
+
+    @functools.cached_property
+    def sphere_centres(self) -> torch.Tensor:
+        """`(B, Q, 3)` world centres of the sphere cover (radii: ``model.sphere_r (Q,)``)."""
+        return self.model.spheres.world(self.link_T)
 
     @functools.cached_property
     def keypoints(self) -> torch.Tensor:
@@ -339,6 +370,8 @@ class HandModel:
         self.candidates = LinkPoints(geo.cand_link, geo.cand_pos, n_links, dtype, self.device)
         self.surface = points(geo.surf_link, geo.surf_pos)
         self.keypoints = LinkPoints(geo.kp_link, geo.kp_pos, n_links, dtype, self.device)
+        self.spheres = points(geo.sph_link, geo.sph_pos)
+        self.sphere_r = t(geo.sph_r[np.argsort(geo.sph_link, kind="stable")])
         self.box_link, self.box_center, self.box_rot, self.box_half = (
             t(geo.box_link, long), t(geo.box_center), t(geo.box_rot), t(geo.box_half)
         )  # fmt: skip
