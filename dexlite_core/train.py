@@ -1,0 +1,223 @@
+"""CVAE training with the write-up's losses: reconstruction + KL + energy terms on the decoded pose.
+
+    L = w_recon L_recon + w_KL L_KL + w_fc E_fc + w_dis E_dis + w_pen E_pen + w_spen E_spen
+        + w_joints E_joints                       (weights: TrainConfig and EnergyWeights)
+
+Each epoch:
+  1. shuffle the training grasps (objects split into train / validation beforehand: validation
+     objects are never seen in training);
+  2. per batch of 64: gather each grasp's object cloud `(B, 2048, 3)` and associated point, run
+     the CVAE, compute L_recon and L_KL, and the energy of the decoded poses object by object
+     (a loop over the objects present in the batch, never over grasps);
+  3. Adam step; after the epoch, validation losses; atomically write the checkpoint
+     (`checkpoint.pt`: model, optimiser, epoch, history, RNG states) and the loss history.
+A run that finds `checkpoint.pt` in its output folder resumes after the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import EnergyConfig, TrainConfig
+from .energy import ObjectField, grasp_energy
+from .models import GraspCVAE, associated_point_index, kl_divergence, reconstruction_loss
+from .synthesis import contact_indices_for, hand_on
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainingData:
+    """Grasps and the objects they belong to, as tensors on one device."""
+
+    q: torch.Tensor  # (G, 28)
+    object_index: torch.Tensor  # (G,) index into `clouds` / `fields`
+    contact_idx: torch.Tensor | None  # (G, K) or None
+    clouds: torch.Tensor  # (O, N, 3)
+    fields: list[ObjectField]
+    object_ids: list[str]
+
+    def subset(self, mask: torch.Tensor) -> TrainingData:
+        return TrainingData(
+            self.q[mask],
+            self.object_index[mask],
+            None if self.contact_idx is None else self.contact_idx[mask],
+            self.clouds,
+            self.fields,
+            self.object_ids,
+        )
+
+    def __len__(self) -> int:
+        return int(self.q.shape[0])
+
+
+def split_objects(object_ids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
+    """Validation objects: a stable hash order (adding objects never reshuffles the others)."""
+    ids = sorted(set(object_ids), key=lambda o: hashlib.sha256(f"{seed}:{o}".encode()).hexdigest())
+    n_val = max(1, round(val_fraction * len(ids))) if len(ids) > 1 and val_fraction > 0 else 0
+    return set(ids[:n_val])
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def batch_losses(
+    model: GraspCVAE,
+    data: TrainingData,
+    rows: torch.Tensor,
+    cfg: TrainConfig,
+    energy_cfg: EnergyConfig,
+) -> dict[str, torch.Tensor]:
+    """Loss terms for grasps `rows (B,)` of `data`: each a scalar tensor; "loss" is the total."""
+    q = data.q[rows]
+    obj = data.object_index[rows]
+    points = data.clouds[obj]  # (B, N, 3)
+    assoc = associated_point_index(points, q)
+    out = model(points, q, assoc)
+    q_hat = out["q_hat"]
+    terms = {"recon": reconstruction_loss(q, q_hat), "kl": kl_divergence(out["mu"], out["logvar"])}
+    hand = hand_on(str(q.device), q.dtype)
+    sums = {k: q.new_zeros(()) for k in ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints")}
+    for o in obj.unique().tolist():
+        sel = obj == o
+        qh = q_hat[sel]
+        idx = (
+            data.contact_idx[rows][sel]
+            if data.contact_idx is not None
+            else contact_indices_for(hand, data.fields[o], qh.detach(), energy_cfg.n_contacts)
+        )
+        e = grasp_energy(hand, data.fields[o], qh, idx, energy_cfg)
+        for k in sums:
+            sums[k] = sums[k] + getattr(e, k).sum()
+    B = q.shape[0]
+    w = energy_cfg.weights
+    for k in sums:
+        terms[k] = sums[k] / B
+    terms["loss"] = (
+        cfg.w_recon * terms["recon"]
+        + cfg.w_kl * terms["kl"]
+        + w.fc * terms["E_fc"]
+        + w.dis * terms["E_dis"]
+        + w.pen * terms["E_pen"]
+        + w.spen * terms["E_spen"]
+        + w.joints * terms["E_joints"]
+    )
+    return terms
+
+
+def _evaluate(model, data, cfg, energy_cfg) -> dict[str, float]:
+    model.eval()
+    acc: dict[str, float] = {}
+    n = 0
+    with torch.no_grad():
+        for start in range(0, len(data), 256):
+            rows = torch.arange(start, min(start + 256, len(data)), device=data.q.device)
+            t = batch_losses(model, data, rows, cfg, energy_cfg)
+            for k, v in t.items():
+                acc[k] = acc.get(k, 0.0) + float(v) * len(rows)
+            n += len(rows)
+    model.train()
+    return {k: v / max(n, 1) for k, v in acc.items()}
+
+
+def train(
+    model: GraspCVAE,
+    train_data: TrainingData,
+    val_data: TrainingData | None,
+    out_dir: Path,
+    cfg: TrainConfig,
+    energy_cfg: EnergyConfig,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train (or resume) for ``cfg.epochs`` epochs; returns the per-epoch loss history."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = train_data.q.device
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        history = ckpt["history"]
+        start_epoch = ckpt["epoch"] + 1
+        gen.set_state(ckpt["generator"])
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        perm = torch.randperm(len(train_data), generator=gen).to(device)
+        acc: dict[str, float] = {}
+        for start in range(0, len(perm), cfg.batch_size):
+            rows = perm[start : start + cfg.batch_size]
+            if len(rows) < 2:  # BatchNorm needs two samples
+                continue
+            terms = batch_losses(model, train_data, rows, cfg, energy_cfg)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            for k, v in terms.items():
+                acc[k] = acc.get(k, 0.0) + float(v) * len(rows)
+        record = {"epoch": epoch, **{f"train_{k}": v / max(len(perm), 1) for k, v in acc.items()}}
+        if val_data is not None and len(val_data):
+            record.update({f"val_{k}": v for k, v in _evaluate(model, val_data, cfg, energy_cfg).items()})
+        history.append(record)
+        _atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "generator": gen.get_state(),
+                "config": cfg.__dict__,
+            },
+            ckpt_path,
+        )
+        if progress is not None:
+            progress(epoch, record)
+    return history
+
+
+def save_history(history: list[dict[str, float]], out_dir: Path) -> None:
+    """Loss curves as JSON and a PNG plot (both written atomically)."""
+    tmp = out_dir / ".history.json.tmp"
+    tmp.write_text(json.dumps(history, indent=1))
+    tmp.replace(out_dir / "history.json")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [h["epoch"] for h in history]
+    for key in ("loss", "recon"):
+        ax = axes[0 if key == "loss" else 1]
+        for split in ("train", "val"):
+            vals = [h.get(f"{split}_{key}", np.nan) for h in history]
+            ax.plot(epochs, vals, label=f"{split}")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / ".loss.png.tmp.png", dpi=80)
+    plt.close(fig)
+    (out_dir / ".loss.png.tmp.png").replace(out_dir / "loss.png")
