@@ -75,6 +75,12 @@ class StabilityConfig:
     density: float = 500.0  # kg/m^3 (DexGraspNet's validator)
     lateral_friction: float = 0.8
     timestep: float = 1.0 / 240.0
+    # Protocol choices (dexlite_core/sim/stability.py docstring); not from the write-up.
+    keep_rule: str = "as_given"  # "as_given" | "most_probable" | "any": which tested pose decides
+    drop_height: float = 0.001  # gap between the object's lowest point and the table at release [m]
+    tilt_deg: float = 2.0  # perturbation: initial tilt toward the least-stable support edge
+    push_speed: float = 0.075  # perturbation: initial lateral COM velocity, same direction [m/s]
+    seed: int = 0  # ties in the push direction, random-drop fallback poses
 
 
 @dataclass(frozen=True)
