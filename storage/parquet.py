@@ -1,0 +1,318 @@
+"""Parquet I/O for grasp tables (schema in :mod:`dexlite_core.dataset`).
+
+Files are zstd-compressed with page checksums, rows sorted by ``object_id`` (stable: the order within
+an object is kept), row groups aligned to object boundaries and bounded to ``row_group_rows`` (small
+objects share a group, large ones are split), and the schema metadata (pose names, euler convention,
+schema version) is kept. Every write is atomic: a temp file in the same folder, fsync, rename (for an
+fsspec URL: a local temp file uploaded in one ``put``).
+
+Paths may be local paths or fsspec URLs. A corrupt or truncated file raises
+:class:`~storage.artifacts.CorruptArtifactError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from dexlite_core.dataset import GRASP_SCHEMA, GraspTableError, check_schema, conform, validate_table
+from storage.artifacts import CorruptArtifactError, atomic_path
+
+PathLike = str | os.PathLike[str]
+ROW_GROUP_ROWS = 65_536
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowIOError, pa.ArrowException, OSError, EOFError)
+
+
+def _fs(path: PathLike) -> tuple[fsspec.AbstractFileSystem | None, str]:
+    """(None, local path) for local paths, else (fsspec filesystem, stripped path)."""
+    text = os.fspath(path)
+    if "://" not in text:
+        return None, text
+    fs, p = fsspec.core.url_to_fs(text)
+    return (None, p) if isinstance(fs, LocalFileSystem) else (fs, p)
+
+
+def _row_groups(object_ids: pa.ChunkedArray | pa.Array, max_rows: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges: whole objects packed up to ``max_rows``; big objects split."""
+    n = len(object_ids)
+    if n == 0:
+        return []
+    arr = object_ids.combine_chunks() if isinstance(object_ids, pa.ChunkedArray) else object_ids
+    codes = arr.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1]).tolist()
+    stops = [*starts[1:], n]
+    groups: list[tuple[int, int]] = []
+    cur_start = cur_stop = 0
+    for a, b in zip(starts, stops, strict=True):
+        if b - a > max_rows:  # a big object: flush, then split it
+            if cur_stop > cur_start:
+                groups.append((cur_start, cur_stop))
+            groups += [(s, min(s + max_rows, b)) for s in range(a, b, max_rows)]
+            cur_start = cur_stop = b
+        elif b - cur_start > max_rows:
+            groups.append((cur_start, cur_stop))
+            cur_start, cur_stop = a, b
+        else:
+            cur_stop = b
+    if cur_stop > cur_start:
+        groups.append((cur_start, cur_stop))
+    return groups
+
+
+def _writer(path: str, schema: pa.Schema, compression_level: int | None) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        compression_level=compression_level,
+        write_page_checksum=True,
+        write_statistics=True,
+    )
+
+
+@contextlib.contextmanager
+def _atomic_target(path: PathLike) -> Iterator[str]:
+    """A local temp filename that becomes ``path`` (local or fsspec URL) on success."""
+    fs, p = _fs(path)
+    if fs is None:
+        with atomic_path(p) as tmp:
+            yield str(tmp)
+        return
+    fd, tmp = tempfile.mkstemp(suffix=".parquet", prefix="dexlite-")
+    os.close(fd)
+    try:
+        yield tmp
+        parent = p.rsplit("/", 1)[0]
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        fs.put_file(tmp, p)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_grasps(
+    table: pa.Table,
+    path: PathLike,
+    *,
+    sort: bool = True,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    compression_level: int | None = None,
+) -> PathLike:
+    """Validate, sort by object_id (stable) and atomically write a grasp table; return ``path``.
+
+    Missing optional columns are added as nulls (:func:`dexlite_core.dataset.conform`).
+    """
+    if row_group_rows < 1:
+        raise ValueError("row_group_rows must be >= 1")
+    table = validate_table(conform(table))
+    if sort and table.num_rows:
+        table = table.sort_by("object_id")
+    with _atomic_target(path) as tmp:
+        writer = _writer(tmp, table.schema, compression_level)
+        try:
+            for a, b in _row_groups(table.column("object_id"), row_group_rows):
+                writer.write_table(table.slice(a, b - a), row_group_size=b - a)
+        finally:
+            writer.close()
+    return path
+
+
+def _open_error(path: PathLike, e: BaseException) -> CorruptArtifactError:
+    return CorruptArtifactError(f"{os.fspath(path)}: corrupt or truncated Parquet file ({e})")
+
+
+def _require_exists(path: PathLike) -> tuple[fsspec.AbstractFileSystem | None, str]:
+    fs, p = _fs(path)
+    exists = os.path.exists(p) if fs is None else fs.exists(p)
+    if not exists:
+        raise FileNotFoundError(f"grasp file not found: {os.fspath(path)}")
+    return fs, p
+
+
+def read_grasps(path: PathLike, columns: Sequence[str] | None = None, validate: bool = True) -> pa.Table:
+    """Read a grasp table (all columns unless ``columns``), schema and metadata as written.
+
+    Raises FileNotFoundError, :class:`CorruptArtifactError` (unreadable bytes, bad checksums) or
+    :class:`GraspTableError` (readable, but not a valid grasp table), each naming the file.
+    """
+    fs, p = _require_exists(path)
+    try:
+        table = pq.read_table(
+            p,
+            columns=list(columns) if columns is not None else None,
+            filesystem=fs,
+            page_checksum_verification=True,
+        )
+    except _ARROW_ERRORS as e:
+        raise _open_error(path, e) from e
+    if validate:
+        try:
+            if columns is None:
+                validate_table(table)
+            else:
+                check_schema(table.schema, require_columns=False)
+        except GraspTableError as e:
+            raise GraspTableError(f"{os.fspath(path)}: {e}") from e
+    return table
+
+
+def read_schema(path: PathLike) -> pa.Schema:
+    """The Arrow schema (with metadata) of a Parquet file, reading only its footer."""
+    fs, p = _require_exists(path)
+    try:
+        return pq.read_schema(p, filesystem=fs)
+    except _ARROW_ERRORS as e:
+        raise _open_error(path, e) from e
+
+
+def count_rows(path: PathLike) -> int:
+    """Row count from the footer (no data read)."""
+    fs, p = _require_exists(path)
+    try:
+        if fs is None:
+            return pq.ParquetFile(p).metadata.num_rows
+        with fs.open(p, "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    except _ARROW_ERRORS as e:
+        raise _open_error(path, e) from e
+
+
+def _parquet_files(source: PathLike) -> tuple[fsspec.AbstractFileSystem | None, list[str]]:
+    fs, p = _require_exists(source)
+    isdir = os.path.isdir(p) if fs is None else fs.isdir(p)
+    if not isdir:
+        return fs, [p]
+    if fs is None:
+        root = Path(p)
+        files = [
+            str(f)
+            for f in sorted(root.rglob("*.parquet"))
+            if not any(part.startswith((".", "_")) for part in f.relative_to(root).parts)
+        ]
+    else:
+        base = p.rstrip("/") + "/"
+        files = sorted(
+            f
+            for f in fs.find(p)
+            if f.endswith(".parquet") and not any(s.startswith((".", "_")) for s in f[len(base) :].split("/"))
+        )
+    return fs, files
+
+
+def iter_batches(
+    source: PathLike,
+    batch_size: int = ROW_GROUP_ROWS,
+    columns: Sequence[str] | None = None,
+    filter_objects: Iterable[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Stream a grasp file, or every ``*.parquet`` under a folder (hidden/``_`` names skipped), as
+    record batches of exactly ``batch_size`` rows (the last may be shorter), reading row group by
+    row group (never a whole file). ``filter_objects`` keeps only those object ids (row groups of
+    other objects are skipped from their statistics). Batches carry the grasp schema metadata.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    fs, files = _parquet_files(source)
+    if not files:
+        return
+    fmt = ds.ParquetFileFormat(
+        default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+    )
+    try:
+        dataset = ds.dataset(files, format=fmt, filesystem=fs)
+    except _ARROW_ERRORS as e:
+        raise _open_error(source, e) from e
+    try:
+        check_schema(dataset.schema)
+    except GraspTableError as e:
+        raise GraspTableError(f"{os.fspath(source)}: {e}") from e
+    meta = dataset.schema.metadata
+    flt = None
+    if filter_objects is not None:
+        flt = ds.field("object_id").isin(pa.array(sorted(set(filter_objects)), type=pa.string()))
+    scanner = dataset.scanner(
+        columns=list(columns) if columns is not None else None,
+        filter=flt,
+        batch_size=batch_size,
+        batch_readahead=2,
+        fragment_readahead=1,
+    )
+    pending: list[pa.RecordBatch] = []
+    n_pending = 0
+    try:
+        for batch in scanner.to_batches():
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            n_pending += batch.num_rows
+            while n_pending >= batch_size:
+                merged = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+                yield merged.slice(0, batch_size).replace_schema_metadata(meta)
+                rest = merged.slice(batch_size)
+                pending, n_pending = ([rest] if rest.num_rows else []), rest.num_rows
+    except _ARROW_ERRORS as e:
+        raise _open_error(source, e) from e
+    if n_pending:
+        merged = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
+        yield merged.replace_schema_metadata(meta)
+
+
+def concat_tables(tables: Iterable[pa.Table]) -> pa.Table:
+    """One grasp table from several (each conformed to the schema; pose orders must agree)."""
+    parts = [conform(t) for t in tables]
+    if not parts:
+        return GRASP_SCHEMA.empty_table()
+    return validate_table(pa.concat_tables(parts))
+
+
+def merge_files(
+    inputs: Sequence[PathLike],
+    out: PathLike,
+    *,
+    sort: bool = True,
+    batch_size: int = ROW_GROUP_ROWS,
+    compression_level: int | None = None,
+) -> PathLike:
+    """Merge grasp files (e.g. several stage outputs) into one file at ``out``, atomically.
+
+    ``sort=True`` loads all inputs and sorts by object_id (memory ~ the dataset); ``sort=False``
+    streams batch by batch in input order (bounded memory, row groups of ``batch_size`` rows).
+    """
+    if sort:
+        return write_grasps(
+            concat_tables(read_grasps(p) for p in inputs),
+            out,
+            row_group_rows=batch_size,
+            compression_level=compression_level,
+        )
+    with _atomic_target(out) as tmp:
+        writer = _writer(tmp, GRASP_SCHEMA, compression_level)
+        try:
+            for p in inputs:
+                for batch in iter_batches(p, batch_size=batch_size):
+                    part = validate_table(conform(pa.Table.from_batches([batch])))
+                    writer.write_table(part, row_group_size=part.num_rows)
+        finally:
+            writer.close()
+    return out
+
+
+def append_grasps(path: PathLike, table: pa.Table, **write_kwargs: Any) -> PathLike:
+    """Append rows to a grasp file (rewritten atomically: Parquet has no in-place append); creates
+    the file when absent. For many appends prefer part files in a folder read by :func:`iter_batches`."""
+    fs, p = _fs(path)
+    exists = os.path.exists(p) if fs is None else fs.exists(p)
+    merged = concat_tables([read_grasps(path), table]) if exists else table
+    return write_grasps(merged, path, **write_kwargs)
