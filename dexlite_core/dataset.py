@@ -58,6 +58,7 @@ _FIELDS: list[pa.Field] = [
     pa.field("slip", pa.float32()),
     *(pa.field(name, pa.float32()) for name in ENERGY_COLUMNS),
     pa.field("round", pa.int32()),
+    pa.field("contact_idx", pa.list_(pa.field("element", pa.int16()))),  # the optimiser's chosen contact candidates
 ]
 
 SCHEMA_METADATA: dict[bytes, bytes] = {
@@ -117,6 +118,8 @@ def _column(name: str, values: Any, n: int) -> pa.Array:
         arr = pa.array([values] * n, type=typ)
     else:
         vals = _to_numpy(values)
+        if isinstance(vals, np.ndarray) and vals.ndim == 2 and pa.types.is_list(typ):
+            vals = list(vals)  # (N, K) -> N lists
         if isinstance(vals, np.ndarray) and vals.dtype != object:
             if vals.ndim != 1:
                 raise GraspTableError(f"column {name!r} must be 1-D, got shape {vals.shape}")
