@@ -61,10 +61,19 @@ class TrainingData:
 
 
 def split_objects(object_ids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
-    """Validation objects: a stable hash order (adding objects never reshuffles the others)."""
-    ids = sorted(set(object_ids), key=lambda o: hashlib.sha256(f"{seed}:{o}".encode()).hexdigest())
-    n_val = max(1, round(val_fraction * len(ids))) if len(ids) > 1 and val_fraction > 0 else 0
-    return set(ids[:n_val])
+    """Validation objects: those whose hash falls below `val_fraction` (so adding objects never
+    moves an existing one across the split); at least one when there are two or more objects."""
+
+    def u(o: str) -> float:
+        return int(hashlib.sha256(f"{seed}:{o}".encode()).hexdigest()[:12], 16) / 16**12
+
+    ids = sorted(set(object_ids))
+    val = {o for o in ids if u(o) < val_fraction}
+    if not val and len(ids) > 1 and val_fraction > 0:
+        val = {min(ids, key=u)}
+    if len(val) == len(ids) and len(ids) > 1:
+        val.discard(max(val, key=u))
+    return val
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
@@ -88,11 +97,15 @@ def batch_losses(
     """Loss terms for grasps `rows (B,)` of `data`: each a scalar tensor; "loss" is the total."""
     q = data.q[rows]
     obj = data.object_index[rows]
-    points = data.clouds[obj]  # (B, N, 3)
-    assoc = associated_point_index(points, q)
-    out = model(points, q, assoc)
+    present, local_index = obj.unique(return_inverse=True)
+    clouds = data.clouds[present]  # (O_b, N, 3): PointNet runs once per object in the batch
+    assoc = associated_point_index(clouds[local_index], q)
+    out = model(clouds, q, assoc, object_index=local_index)
     q_hat = out["q_hat"]
-    terms = {"recon": reconstruction_loss(q, q_hat), "kl": kl_divergence(out["mu"], out["logvar"])}
+    terms = {
+        "recon": reconstruction_loss(q, q_hat, normalizer=model.normalizer),  # normalised pose space
+        "kl": kl_divergence(out["mu"], out["logvar"]),
+    }
     hand = hand_on(str(q.device), q.dtype)
     sums = {k: q.new_zeros(()) for k in ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints")}
     for o in obj.unique().tolist():
@@ -131,7 +144,7 @@ def _evaluate(model, data, cfg, energy_cfg) -> dict[str, float]:
             rows = torch.arange(start, min(start + 256, len(data)), device=data.q.device)
             t = batch_losses(model, data, rows, cfg, energy_cfg)
             for k, v in t.items():
-                acc[k] = acc.get(k, 0.0) + float(v) * len(rows)
+                acc[k] = acc.get(k, 0.0) + float(v.detach()) * len(rows)
             n += len(rows)
     model.train()
     return {k: v / max(n, 1) for k, v in acc.items()}
@@ -175,7 +188,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             for k, v in terms.items():
-                acc[k] = acc.get(k, 0.0) + float(v) * len(rows)
+                acc[k] = acc.get(k, 0.0) + float(v.detach()) * len(rows)
         record = {"epoch": epoch, **{f"train_{k}": v / max(len(perm), 1) for k, v in acc.items()}}
         if val_data is not None and len(val_data):
             record.update({f"val_{k}": v for k, v in _evaluate(model, val_data, cfg, energy_cfg).items()})
