@@ -63,7 +63,9 @@ def optimise(
     device = q0.device
     hand = hand_on(str(device), q0.dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
-    opt = AnnealingOptimizer(lambda q, i: grasp_energy(hand, field, q, i, energy), hand.n_candidates, annealing, gen)
+    opt = AnnealingOptimizer(
+        lambda q, i: grasp_energy(hand, field, q, i, energy), hand.n_candidates, annealing, gen
+    )
     return _result(opt.run(q0, idx0, callback=progress))
 
 

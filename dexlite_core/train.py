@@ -68,10 +68,12 @@ def split_objects(object_ids: Sequence[str], val_fraction: float, seed: int = 0)
         return int(hashlib.sha256(f"{seed}:{o}".encode()).hexdigest()[:12], 16) / 16**12
 
     ids = sorted(set(object_ids))
+    if len(ids) < 2:
+        return set()
     val = {o for o in ids if u(o) < val_fraction}
-    if not val and len(ids) > 1 and val_fraction > 0:
+    if not val and val_fraction > 0:
         val = {min(ids, key=u)}
-    if len(val) == len(ids) and len(ids) > 1:
+    if len(val) == len(ids):
         val.discard(max(val, key=u))
     return val
 
