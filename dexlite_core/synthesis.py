@@ -88,13 +88,22 @@ def seed_grasps(
 
 
 def contact_indices_for(hand: HandModel, field: ObjectField, q: torch.Tensor, k: int) -> torch.Tensor:
-    """For given poses `q (B, 28)`, the `k` candidates nearest the object surface: `(B, k)`.
+    """For poses `q (B, 28)`, `k` contacts on `k` different links nearest the surface: `(B, k)`.
 
-    Network samples come without contact indices; post-optimisation starts from these.
+    Network samples come without contact indices; post-optimisation starts from these. Taking the
+    best candidate of each link (not the k best overall) spreads contacts over the fingers, as
+    force closure needs.
     """
     with torch.no_grad():
-        phi, _ = field.sdf.query(hand(q).contact_candidates)  # (B, M)
-        return phi.abs().topk(k, dim=-1, largest=False).indices
+        dist = field.sdf.query(hand(q).contact_candidates)[0].abs()  # (B, M)
+        link = hand.cand_link  # (M,), candidates grouped by link
+        n_links = int(link.max()) + 1
+        best = torch.full((q.shape[0], n_links), float("inf"), dtype=dist.dtype, device=dist.device)
+        best = best.scatter_reduce(1, link.expand_as(dist), dist, reduce="amin")
+        links = best.topk(k, dim=-1, largest=False).indices  # (B, k) links with the closest contact
+        # the closest candidate of each chosen link
+        masked = torch.where(link[None, None, :] == links[..., None], dist[:, None, :], float("inf"))
+        return masked.argmin(-1)
 
 
 def grasps_table(object_id: str, grasps: OptimisedGrasps, source: str, **columns):
