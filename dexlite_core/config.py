@@ -26,6 +26,11 @@ class ObjectConfig:
     convex_method: str = "coacd"  # "coacd" | "vhacd" | "hull"
     convex_threshold: float = 0.08  # CoACD concavity threshold
     max_convex_parts: int = 16
+    convex_skip_ratio: float = 0.97  # volume / hull volume above which the hull is the decomposition
+    coacd_preprocess: str = "auto"  # "auto": without CoACD's slow manifold pre-pass, retry with it
+    coacd_resolution: int = 1000  # CoACD sampling resolution (its default 2000; halved for speed)
+    coacd_mcts_iterations: int = 60  # CoACD default 150; 60 keeps real meshes at a few seconds
+    coacd_mcts_max_depth: int = 2  # CoACD default 3
     seed: int = 0
 
 
@@ -139,6 +144,58 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    """Which objects the pipeline ingests (the `objects` stage of the DAG)."""
+
+    bundled: tuple[str, ...] = ("*",)  # fnmatch patterns over the bundled object names; [] = none
+    n_random: int = 0  # also offer the first N of pybullet_data's random_urdfs ("random-000" ...)
+    max_objects: int = 0  # 0 = every match; else the first N matches (sorted by name)
+    meshes: tuple[str, ...] = ()  # extra mesh files or folders (relative paths: to the config file)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Parquet dataset assembly from the lift-tested seed grasps."""
+
+    require_lift: bool = True  # keep only grasps that passed the lift test
+    max_per_object: int = 0  # 0 = all kept grasps of an object
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Sampling the trained CVAE: pure synthesis (z ~ N(0, I)) and dataset expansion."""
+
+    n_per_object: int = 64  # pure synthesis grasps per object
+    expand_per_grasp: int = 1  # dataset expansion: variations decoded per dataset grasp (0 = off)
+    latent_noise: float = 0.1  # expansion: std of the perturbation added to the encoded latent
+    objects: str = "all"  # "all" | "val" (held-out objects only) | "train"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Final simulation evaluation (lift test of raw and post-optimised samples) and report."""
+
+    max_per_object: int = 0  # 0 = every sampled grasp; else the first N per object and source
+
+
+@dataclass(frozen=True)
+class DagConfig:
+    """How the DAG executes. Not part of any cache key: results do not depend on these."""
+
+    task_runner: str = "process"  # "process" | "thread" | "dask"
+    workers: int = 2  # parallel tasks (processes / threads / LocalCluster workers)
+    shard_size: int = 8  # objects per task in sharded stages (never one task per grasp)
+    dask_address: str = ""  # tcp://host:8786 of a running dask scheduler; "" = a temporary LocalCluster
+    train_work_pool: str = ""  # "" = train inside the pipeline run; else a Prefect work pool (GPU)
+    artifacts: str = ""  # artifact store root (folder or fsspec URL); "" = <out>/artifacts
+    retries: int = 1  # Prefect task retries (transient failures)
+    retry_delay_s: float = 2.0
+    device: str = "auto"  # torch device of optimisation stages ("auto" | "cpu" | "cuda" ...)
+    torch_threads: int = 0  # torch threads per task; 0 = cores // workers
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     objects: ObjectConfig = field(default_factory=ObjectConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
@@ -147,6 +204,11 @@ class PipelineConfig:
     lift: LiftConfig = field(default_factory=LiftConfig)
     seed: SeedConfig = field(default_factory=SeedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    dag: DagConfig = field(default_factory=DagConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -187,6 +249,11 @@ _DATACLASSES = {
         LiftConfig,
         SeedConfig,
         TrainConfig,
+        SelectConfig,
+        DatasetConfig,
+        SampleConfig,
+        EvaluateConfig,
+        DagConfig,
         PipelineConfig,
     )
 }
