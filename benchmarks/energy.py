@@ -46,11 +46,12 @@ def main() -> None:
         trimesh.creation.box((0.06, 0.04, 0.1)).export(src)
         obj = ingest_mesh(src, Path(tmp) / "objects", ObjectConfig())
         field = object_field(obj, device)
+        mesh = obj.mesh
     hand = hand_on(str(device))
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
     print(f"{'B':>6} {'FK fwd+bwd ms':>14} {'energy fwd+bwd ms':>18} {'ratio':>6} {'poses/s':>9}")
     for B in args.batch:
-        q, idx = initial_poses(hand, obj.mesh, B)
+        q, idx = initial_poses(hand, mesh, B)
         q = q.to(device).requires_grad_(True)
         idx = idx.to(device)
 

@@ -43,6 +43,8 @@ TERMS = ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints")
 class SignedDistance(Protocol):
     def query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def distance(self, x: torch.Tensor) -> torch.Tensor: ...
+
 
 @dataclass
 class ObjectField:
@@ -96,7 +98,7 @@ def grasp_energy(
     e_dis = phi_c.abs().sum(-1)
     e_fc = force_closure(contacts, n_c)
 
-    phi_s, _ = obj.sdf.query(state.sphere_centres)  # (B, Q)
+    phi_s = obj.sdf.distance(state.sphere_centres)  # (B, Q): no normals needed here
     e_pen = torch.relu(hand.sphere_r - phi_s + cfg.pen_margin).sum(-1)
 
     e_spen = state.self_penetration()

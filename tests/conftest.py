@@ -18,6 +18,9 @@ class SphereSDF:
         norm = x.norm(dim=-1).clamp(min=1e-9)
         return norm - self.radius, x / norm[..., None]
 
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        return x.norm(dim=-1) - self.radius
+
 
 def sphere_field(radius: float = 0.04, n: int = 2048, dtype: torch.dtype = torch.float64) -> ObjectField:
     g = torch.Generator().manual_seed(0)

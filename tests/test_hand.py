@@ -119,6 +119,6 @@ def test_sphere_cover_matches_the_collision_model(hand64):
     # their thickness), so most, not all, of their surface is reached within 2 mm
     surf = state.surface_points[0]
     gap = (torch.cdist(surf, centres) - r).min(dim=1).values
-    on_capsule = torch.isin(hand64.surface.link, hand64.cap_a.link)
+    on_capsule = torch.isin(hand64.surface_link, hand64.capsule_link)
     assert gap[on_capsule].max() < 0.0005
     assert torch.quantile(gap, 0.8) < 0.002

@@ -233,39 +233,36 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
     )
 
 
-class LinkPoints:
-    """A fixed set of link-frame points, laid out for a fast batched transform to the world.
+class PointBank:
+    """Fixed link-frame point sets, mapped to the world by one matrix product.
 
-    Points are padded per link into `(L, n_max, 3)`; ``world`` multiplies every link's rotation with
-    its block in one einsum and drops the padding with a flat index (6x faster on CPU than
-    gathering one 4x4 per point).
+    Every point p on link l is a column of a sparse `(4 L, P)` matrix holding `[p; 1]` in block l;
+    with the stacked `[R_l | t_l]` of all links as `W (B, 3, 4 L)`, the world points of every set
+    are `W @ M`: one dense GEMM (and one in backward), 5x faster on CPU than gathering a transform
+    per point or padding points per link.
     """
 
-    def __init__(self, link: np.ndarray, local: np.ndarray, n_links: int, dtype, device) -> None:
-        order = np.argsort(link, kind="stable")
-        if not np.array_equal(order, np.arange(len(link))):
-            raise ValueError("points must be grouped by link")
-        counts = np.bincount(link, minlength=n_links)
-        n_max = max(1, int(counts.max()))
-        pad = np.zeros((n_links, n_max, 3))
-        flat = []
-        start = 0
-        for li, n in enumerate(counts):
-            pad[li, :n] = local[start : start + n]
-            flat.extend(li * n_max + np.arange(n))
+    def __init__(self, sets: dict[str, tuple[np.ndarray, np.ndarray]], n_links: int, dtype, device) -> None:
+        blocks, self.slices, start = [], {}, 0
+        self.link: dict[str, torch.Tensor] = {}
+        for name, (link, local) in sets.items():
+            n = len(link)
+            m = np.zeros((n_links, 4, n))
+            cols = np.arange(n)
+            m[link, :3, cols] = local
+            m[link, 3, cols] = 1.0
+            blocks.append(m.reshape(4 * n_links, n))
+            self.slices[name] = slice(start, start + n)
+            self.link[name] = torch.as_tensor(link, dtype=torch.long, device=device)
             start += n
-        self.link = torch.as_tensor(link, dtype=torch.long, device=device)
-        self.local = torch.as_tensor(local, dtype=dtype, device=device)
-        self._pad = torch.as_tensor(pad, dtype=dtype, device=device)
-        self._flat = torch.as_tensor(np.asarray(flat), dtype=torch.long, device=device)
-
-    def __len__(self) -> int:
-        return int(self.local.shape[0])
+        self.matrix = torch.as_tensor(np.concatenate(blocks, axis=1), dtype=dtype, device=device)
+        self.local = {k: torch.as_tensor(v[1], dtype=dtype, device=device) for k, v in sets.items()}
 
     def world(self, link_T: torch.Tensor) -> torch.Tensor:
-        """Args: link_T `(B, L, 4, 4)`. Returns `(B, P, 3)` world points."""
-        w = torch.einsum("blij,lnj->blni", link_T[..., :3, :3], self._pad) + link_T[..., None, :3, 3]
-        return w.reshape(link_T.shape[0], -1, 3).index_select(1, self._flat)
+        """Args: link_T `(B, L, 4, 4)`. Returns all sets' world points `(B, P, 3)`."""
+        B, L = link_T.shape[:2]
+        W = link_T[:, :, :3, :].permute(0, 2, 1, 3).reshape(B, 3, 4 * L)
+        return (W @ self.matrix).transpose(1, 2)
 
 
 class HandState:
@@ -277,9 +274,16 @@ class HandState:
         self.link_T = link_T  # (B, L, 4, 4) world frame
 
     @functools.cached_property
+    def _points(self) -> torch.Tensor:
+        return self.model.bank.world(self.link_T)
+
+    def _set(self, name: str) -> torch.Tensor:
+        return self._points[:, self.model.bank.slices[name]]
+
+    @functools.cached_property
     def contact_candidates(self) -> torch.Tensor:
         """`(B, M, 3)` world positions of all contact candidates."""
-        return self.model.candidates.world(self.link_T)
+        return self._set("candidates")
 
     def contact_points(self, contact_idx: torch.Tensor) -> torch.Tensor:
         """`(B, K, 3)` world positions of the chosen candidates `contact_idx (B, K)`."""
@@ -292,23 +296,22 @@ class HandState:
     @functools.cached_property
     def surface_points(self) -> torch.Tensor:
         """`(B, S, 3)` world positions of the hand surface samples."""
-        return self.model.surface.world(self.link_T)
+        return self.model.surface_bank.world(self.link_T)
 
     @functools.cached_property
     def sphere_centres(self) -> torch.Tensor:
         """`(B, Q, 3)` world centres of the sphere cover (radii: ``model.sphere_r (Q,)``)."""
-        return self.model.spheres.world(self.link_T)
+        return self._set("spheres")
 
     @functools.cached_property
     def keypoints(self) -> torch.Tensor:
         """`(B, P, 3)` world positions of the self-penetration keypoints."""
-        return self.model.keypoints.world(self.link_T)
+        return self._set("keypoints")
 
     @functools.cached_property
     def capsules(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """World capsule segments `a, b (B, C, 3)` and radii `(C,)`."""
-        g = self.model
-        return g.cap_a.world(self.link_T), g.cap_b.world(self.link_T), g.cap_r
+        return self._set("cap_a"), self._set("cap_b"), self.model.cap_r
 
     def signed_distance(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance of points to the hand's collision model, POSITIVE INSIDE the hand.
@@ -360,25 +363,31 @@ class HandModel:
 
         long = torch.long
         n_links = len(geo.link_names)
-
-        def points(link: np.ndarray, local: np.ndarray) -> LinkPoints:
-            order = np.argsort(link, kind="stable")
-            return LinkPoints(link[order], local[order], n_links, dtype, self.device)
-
-        self.cap_a, self.cap_b = points(geo.cap_link, geo.cap_a), points(geo.cap_link, geo.cap_b)
-        self.cap_r = t(geo.cap_r[np.argsort(geo.cap_link, kind="stable")])
-        self.candidates = LinkPoints(geo.cand_link, geo.cand_pos, n_links, dtype, self.device)
-        self.surface = points(geo.surf_link, geo.surf_pos)
-        self.keypoints = LinkPoints(geo.kp_link, geo.kp_pos, n_links, dtype, self.device)
-        self.spheres = points(geo.sph_link, geo.sph_pos)
-        self.sphere_r = t(geo.sph_r[np.argsort(geo.sph_link, kind="stable")])
+        # the surface samples are many and used only for diagnostics: a bank of their own
+        self.bank = PointBank(
+            {
+                "candidates": (geo.cand_link, geo.cand_pos),
+                "spheres": (geo.sph_link, geo.sph_pos),
+                "keypoints": (geo.kp_link, geo.kp_pos),
+                "cap_a": (geo.cap_link, geo.cap_a),
+                "cap_b": (geo.cap_link, geo.cap_b),
+            },
+            n_links,
+            dtype,
+            self.device,
+        )
+        self.surface_bank = PointBank({"surface": (geo.surf_link, geo.surf_pos)}, n_links, dtype, self.device)
+        self.cap_r = t(geo.cap_r)
         self.box_link, self.box_center, self.box_rot, self.box_half = (
             t(geo.box_link, long), t(geo.box_center), t(geo.box_rot), t(geo.box_half)
         )  # fmt: skip
+        self.sphere_r = t(geo.sph_r)
         self.cand_link, self.cand_pos, self.cand_normal = (
             t(geo.cand_link, long), t(geo.cand_pos), t(geo.cand_normal)
         )  # fmt: skip
-        kp_link = self.keypoints.link
+        self.surface_link = t(geo.surf_link, long)
+        self.capsule_link = t(geo.cap_link, long)
+        kp_link = t(geo.kp_link, long)
         different = kp_link[:, None] != kp_link[None, :]
         self.kp_pair_mask = torch.triu(different, diagonal=1).to(dtype)
         lo, hi = joint_limits()
