@@ -55,10 +55,10 @@ def main() -> None:
         q = q.to(device).requires_grad_(True)
         idx = idx.to(device)
 
-        def fk() -> None:
+        def fk(q: torch.Tensor = q) -> None:
             hand.kin.link_transforms(q[:, 6:]).sum().backward()
 
-        def energy() -> None:
+        def energy(q: torch.Tensor = q, idx: torch.Tensor = idx) -> None:
             grasp_energy(hand, field, q, idx, EnergyConfig()).total.sum().backward()
 
         t_fk, t_e = _median_ms(fk, args.repeats), _median_ms(energy, args.repeats)
