@@ -1,6 +1,6 @@
 """Stability-filter benchmark: PyBullet table-rest checks per second, 1 vs 2 worker processes.
 
-    .venv/bin/python benchmarks/sim_stability.py [--objects 8] [--repeats 4] [--workers 1 2]
+    .venv/bin/python benchmarks/_stability.py   (also run by benchmarks/sim.py) [--objects 8] [--repeats 4] [--workers 1 2]
 
 Builds `--objects` primitive objects (cube, box, ball, upright and lying cylinder, thin upright plate,
 cone, two-part L bracket; cycled) as object folders in the docs/CONTRACTS.md layout in a temp dir, runs
@@ -119,7 +119,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     cfg = StabilityConfig()
-    fig = bench_stability(args.objects, args.repeats, tuple(args.workers), cfg)
+    print_figures(bench_stability(args.objects, args.repeats, tuple(args.workers), cfg), cfg)
+
+
+def print_figures(fig: dict, cfg: StabilityConfig) -> None:
     print(
         f"stability filter: {fig['n_objects']} objects x {fig['repeats']} repeats, "
         f"{1 + cfg.n_poses} poses x {cfg.duration:g} s sim each, {fig['cpus']} CPUs"
