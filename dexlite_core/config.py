@@ -90,22 +90,47 @@ class StabilityConfig:
 
 @dataclass(frozen=True)
 class LiftConfig:
-    """MuJoCo lift test (write-up: lift 1 m, success if object rise / hand rise > 0.9)."""
+    """MuJoCo lift test (write-up: lift 1 m, success if object rise / hand rise > 0.9).
+
+    Protocol and the meaning of each field: :mod:`dexlite_core.sim.lift` docstring.
+    """
 
     lift_height: float = 1.0
     ratio_threshold: float = 0.9
     object_mass: float = 0.1  # DexGraspBench: 0.1 kg regardless of scale
-    friction: float = 1.0
+    friction: float = 1.0  # sliding friction of hand and object geoms
+    torsional_friction: float = 0.02  # used when condim >= 4 (DexGraspBench 0.02)
+    rolling_friction: float = 0.0001  # used when condim 6
+    condim: int = 4  # DexGraspBench: 4 (sliding + torsional)
+    solref: tuple[float, float] = (0.005, 1.0)  # simulation notes item 3 (Menagerie / DexGraspBench)
+    solimp: tuple[float, float, float] = (0.5, 0.99, 0.0001)
+    refsafe: bool = True  # MuJoCo raises solref[0] to 2 * timestep unless this is off
+    cone: str = "elliptic"  # "elliptic" | "pyramidal"
+    impratio: float = 10.0  # DexGraspBench / Menagerie
+    noslip_iterations: int = 0
+    solver: str = "newton"  # MuJoCo constraint solver: "newton" | "cg" | "pgs"
+    sparse: bool = True  # sparse constraint Jacobian: same physics, ~20% faster here than dense
     kp: float = 5.0  # finger servo gain (simulation notes item 4)
+    kv: float = 0.0  # finger servo damping (the asset's joint damping 0.1 stays)
     squeeze: float = 0.3  # rad past the grasp, along each joint's closing direction
-    timestep: float = 0.002
+    closing_rule: str = "contact"  # "contact": signs from J^T n (sim/lift.py step 2); "flexion": fixed table
+    squeeze_reach: float = 0.02  # hand geoms within this distance of the object set the closing sign [m]
+    squeeze_min_share: float = 0.25  # joints below this share of their finger's largest |J^T n| are not squeezed
+    root_kp: float = 20000.0  # lift slide servo [N/m] (critically damped)
+    root_armature: float = 0.01  # lift slide armature [kg]
+    joint_frictionloss: bool = False  # OpenAI's 0.001 N m joint friction (22 extra constraint rows)
+    timestep: float = 0.004  # DexGraspBench; implicitfast integrator
     close_time: float = 0.5
+    close_ramp: float = 0.6  # fraction of close_time over which the finger targets ramp to the squeeze
     lift_time: float = 1.5
     hold_time: float = 0.5
+    check_every: float = 0.05  # s between early-termination / six-direction checks
+    early_stop: bool = True  # end the lift once the object has fallen out of reach (exact extrapolation)
     six_dir_time: float = 2.0
+    six_dir_accel: float = 9.81  # push = object_mass * six_dir_accel along +-x, +-y, +-z [m/s^2]
     six_dir_max_displacement: float = 0.02
     six_dir_max_rotation_deg: float = 15.0
-    seed: int = 0
+    seed: int = 0  # the protocol is deterministic; kept for the cache key
 
 
 def _seed_annealing() -> AnnealingConfig:
@@ -185,7 +210,7 @@ class DagConfig:
 
     task_runner: str = "process"  # "process" | "thread" | "dask"
     workers: int = 2  # parallel tasks (processes / threads / LocalCluster workers)
-    shard_size: int = 8  # objects per task in sharded stages (never one task per grasp)
+    shard_size: int = 16  # max objects per task in sharded stages (fewer if workers would idle; never per grasp)
     dask_address: str = ""  # tcp://host:8786 of a running dask scheduler; "" = a temporary LocalCluster
     train_work_pool: str = ""  # "" = train inside the pipeline run; else a Prefect work pool (GPU)
     artifacts: str = ""  # artifact store root (folder or fsspec URL); "" = <out>/artifacts

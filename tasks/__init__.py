@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over `dexlite_core.stages` (`stage_tasks`)."""

@@ -1,398 +1,670 @@
-"""MuJoCo lift test (write-up) and six-direction hold test (DexGraspNet / BODex), batched.
+"""MuJoCo lift test of Shadow Hand grasps (write-up: lift 1 m, success if object rise / hand rise > 0.9).
 
-Scene (built once per object, reused for all its grasps with ``mj_resetData``):
-  * the Shadow Hand of :mod:`dexlite_core.hand.asset`; its root ``hand_root`` is a free body welded
-    to a mocap target, so it moves with real velocity and friction can carry the object
-    (a mocap-driven hand cannot: simulation notes item 1); hand bodies are gravity-compensated;
-  * 22 position actuators, one per finger joint, kp = ``LiftConfig.kp`` (5) and OpenAI's torque
-    limits for the real hand (0.72-0.9 N m on fingers, up to 2.37 N m on the thumb);
-  * hand collision geoms with MuJoCo Menagerie's contact softness, solref (0.005, 1) and solimp
-    (0.5, 0.99, 1e-4) (notes item 3), friction ``LiftConfig.friction`` on hand and object;
-  * the object as one free body whose geoms are its convex decomposition pieces, mass
-    ``LiftConfig.object_mass`` (0.1 kg) with the inertia of its mesh scaled to that mass.
+Scene (built once per object, :mod:`dexlite_core.sim.scene`; parameters are
+:class:`~dexlite_core.config.LiftConfig` fields, defaults in brackets):
 
-Protocol for a pose q (the palm frame in the object frame; the object starts at the origin):
-  1. place the hand at q, the object at rest, gravity off; record the initial penetration depth
-     (deepest hand-object contact after ``mj_forward``);
-  2. close: finger targets move from q to q + squeeze * s over ``close_time`` (s = each joint's
-     closing direction: +1 for finger flexion (J2, J1, J0, LFJ4, THJ3), -1 for the thumb's
-     THJ1/THJ0 which flex negative (notes item 2), 0 for ab/adduction and thumb rotation),
-     clipped to the joint range; record how far the object moved while the fingers closed;
-  3. lift: gravity on; the mocap target rises ``lift_height`` (1 m) over ``lift_time`` with a
-     smooth (cosine) profile, then holds ``hold_time``;
-  4. success when (object rise) / (hand rise) > ``ratio_threshold`` (0.9); also recorded: the
-     object's slip in the hand frame during lift and hold (notes item 6: a palm-up tray or a
-     closed hand below the object can pass the ratio test; the slip and the six-direction test
-     expose them);
-  5. six-direction test (optional): from the closed state of step 2, gravity off, a force of
-     m * 9.81 N pushes the object along +x, -x, +y, -y, +z, -z (world) for ``six_dir_time`` each;
-     a direction passes when the object moves < 2 cm and turns < 15 deg; the grasp passes when all
-     six do (checked every 0.1 s, stopping at the first failure).
+- Hand: OpenAI's Shadow Hand (gymnasium-robotics), palm-rooted, 22 finger joints (J0/J1 uncoupled),
+  the asset's joint damping 0.1 / armature 0.001 (its 0.001 N m joint friction is off unless
+  ``joint_frictionloss``: 22 always-active constraint rows for a negligible torque).
+- Root: the grasp's palm pose is written into the model (``hand_root`` position and orientation,
+  rigid: a stiff arm) and one slide joint along world z lifts the hand, driven by a critically damped
+  position servo (``root_kp`` [2e4 N/m], ``root_armature`` [0.01 kg]). The hand therefore moves with
+  real velocity and friction can carry the object (simulation notes item 1: a mocap-driven hand
+  cannot); the five other root DoFs are fixed (cheaper than six stiff servos; nothing moves them).
+  Every hand body is gravity-compensated, so gravity acts on the object only.
+- Fingers: 22 position servos, ``kp`` [5], ``kv`` [0], OpenAI's torque limits (J3/J2/LFJ4 0.9, J1/J0
+  0.7245, THJ4 2.3722, THJ3 1.45, THJ2/THJ1 0.99, THJ0 0.81 N m; notes item 4); no control range,
+  so a squeeze target may lie past a joint limit (the limit then takes the push).
+- Object: one free body, one mesh geom per convex part, mass ``object_mass`` [0.1 kg], COM and
+  inertia of the parts' union at uniform density scaled to that mass.
+- Contacts: hand collision geoms (contype 1, conaffinity 0) and object geoms (contype 0,
+  conaffinity 1) share friction (``friction`` [1.0], ``torsional_friction`` [0.02]), ``condim`` [4],
+  ``solref`` [(0.005, 1)], ``solimp`` [(0.5, 0.99, 1e-4)] (notes item 3, as Menagerie and
+  DexGraspBench). Options: elliptic ``cone``, ``impratio`` [10], implicitfast, Newton solver,
+  sparse Jacobian, ``timestep`` [0.004 s, DexGraspBench's]. At 4 ms MuJoCo's ``refsafe`` raises
+  solref's time constant to 2 * timestep = 0.008 s (as in DexGraspBench); the 5 ms of notes item 3
+  holds for timestep <= 2.5 ms. It matters: on 192 perturbed seed grasps 72% lifted at 2 ms vs 79%
+  at 4 ms (0.008 s at 2 ms: 83%). Disabling refsafe at 4 ms throws objects out of the hand.
 
-The simulation is deterministic: the same poses give the same table, in any number of workers.
+Protocol for one pose ``q = [t, euler sxyz, 22 joints]`` (palm pose in the object frame, which is
+the world frame at the start):
+
+1. Reset (``mj_resetData``): object at rest at the origin, hand at ``q``, all servo targets at ``q``.
+   ``penetration_depth`` = max(0, -min contact distance) over hand-object contacts (``mj_forward``).
+2. Closing direction, from the model. Hand collision geoms within ``squeeze_reach`` [2 cm] of the
+   object (contacts found with that margin) give normals ``n`` pointing from the hand into the
+   object; per finger joint ``g_j = sum_c (J_c^T n_c)_j`` over the contacts on the bodies the joint
+   moves. A finger with no such contact uses its distal body and the direction to the object's COM.
+   Each joint whose ``|g_j|`` reaches ``squeeze_min_share`` [0.25] of the largest ``|g|`` of its
+   finger gets ``delta_j = squeeze * sign(g_j)`` [0.3 rad]; the others keep their grasp angle. So the
+   sign is whatever moves the finger into the object: THJ0 closes negative (notes item 2), and
+   ab/adduction joints squeeze only when they push into the object.
+3. Close, gravity OFF (DexGraspNet-2 style, so the object cannot fall before the fingers grip):
+   finger targets ramp linearly from ``q`` to ``q + delta`` over ``close_ramp * close_time``
+   [0.3 s], then hold until ``close_time`` [0.5 s]; the root holds the pose.
+   ``object_moved_at_contact`` = distance the object's COM moved during closing [m];
+   ``n_contacts`` = hand bodies (links) touching the object at the end of closing.
+4. Six-direction test (optional): from the post-squeeze state (``mj_copyData`` snapshot), gravity
+   off, push the object at its COM with ``object_mass * six_dir_accel`` [0.98 N] along +x, -x, +y,
+   -y, +z, -z, each for ``six_dir_time`` [2 s] from the same snapshot; a direction fails once the
+   COM moved >= ``six_dir_max_displacement`` [2 cm] or the object turned >= ``six_dir_max_rotation_deg``
+   [15 deg] (checked every ``check_every`` [0.05 s]); the first failing direction ends the test.
+   ``six_dir_success`` = all six passed (None when not run), ``six_dir_failed`` names the direction.
+5. Lift, gravity ON (-9.81 m/s^2 on the object): from the same snapshot, the slide target follows
+   ``lift_height * (1 - cos(pi s)) / 2``, ``s = t / lift_time`` [1 m in 1.5 s; peak 1.05 m/s and
+   2.2 m/s^2], then holds for ``hold_time`` [0.5 s]; finger targets stay at the squeeze. Early stop
+   (``early_stop``): once the object touches no hand geom, lies wholly below the hand's lowest
+   collision geom and falls faster than the hand rises, nothing can catch it again (no floor), so its
+   end height is extrapolated ballistically (free fall: exact) and the simulation ends.
+6. Measure: ``lift_ratio`` = (object COM rise) / (palm rise) from the lift start to the end of the
+   hold, clipped below at -1 (a dropped object falls far); ``lift_success`` = ratio >
+   ``ratio_threshold`` [0.9]. ``slip`` [m] / ``slip_deg``: how far the object moved / turned in the
+   palm frame over the lift and hold (up to the early stop). An object riding on an open palm (a
+   tray, notes item 6) passes the ratio; its slip, ``n_contacts`` = 0 and the six-direction test
+   show it. ``object_rise``, ``hand_rise`` [m] and ``sim_time`` (simulated seconds, all phases) too.
+
+Everything is deterministic: no random numbers, each pose starts from ``mj_resetData`` and sets
+every model field it changes (palm pose, gravity, contact margin), so results do not depend on the
+order, the batching or the number of worker processes. ``cfg.seed`` only enters cache keys.
+
+API: :func:`lift_test` (one object, `(B, 28)` poses) and :func:`evaluate_grasps` (a grasp table over
+object folders), both with ``workers`` spawn processes (a pool kept between calls; each process
+builds a model once per object and reuses it). Cost on the project's 2-vCPU VM: about 12 lift tests
+per CPU-second for held grasps (all 625 steps simulated), more when objects drop early;
+``impratio=1`` is ~1.5x faster (95% verdict agreement with 10); the six-direction test adds up to 12
+simulated seconds per passing grasp (benchmarks/sim_lift.py).
 """
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
-import pandas as pd
-import trimesh
 
-from ..config import LiftConfig
-from ..hand.asset import FINGER_JOINTS, JOINT_NAMES, PREFIX, ROOT_BODY, build_hand_spec
-from ..hand.rotation import euler_to_matrix_np
+from dexlite_core.config import LiftConfig
+from dexlite_core.hand.asset import POSE_DIM
+from dexlite_core.sim.scene import ObjectGeometry, Scene, build_scene
 
-# OpenAI's actuator force ranges for the real hand (shared.xml), per finger joint name suffix
-FORCE_LIMITS = {"J3": 0.9, "J2": 0.9, "J1": 0.7245, "J0": 0.7245, "LFJ4": 0.9,
-                "THJ4": 2.3722, "THJ3": 1.45, "THJ2": 0.99, "THJ1": 0.99, "THJ0": 0.81}  # fmt: skip
+if TYPE_CHECKING:
+    import pandas as pd
+
+COLUMNS: tuple[str, ...] = (
+    "lift_success",
+    "lift_ratio",
+    "object_moved_at_contact",
+    "penetration_depth",
+    "six_dir_success",
+    "slip",
+    "n_contacts",
+    "slip_deg",
+    "object_rise",
+    "hand_rise",
+    "six_dir_failed",
+    "early_stop",
+    "sim_time",
+)
+SIX_DIRECTIONS: tuple[str, ...] = ("+x", "-x", "+y", "-y", "+z", "-z")
+_DIR_VECTORS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
+GRAVITY = 9.81
+# closing_rule="flexion" (an ablation, not the default): a fixed sign per joint, +1 for finger
+# flexion (J2, J1, J0, LFJ4) and THJ3, -1 for THJ1 and THJ0 (they flex negative), 0 for ab/adduction
+# (J3), thumb rotation (THJ4) and THJ2.
+FLEXION_SIGNS = np.array([0, 1, 1, 1] * 3 + [1, 0, 1, 1, 1] + [0, 1, 0, -1, -1], dtype=np.float64)
 
 
-def closing_directions() -> np.ndarray:
-    """`(22,)` closing sign of each finger joint (module docstring, step 2)."""
-    signs = []
-    for j in FINGER_JOINTS:
-        if j.startswith("TH"):
-            signs.append({"THJ4": 0.0, "THJ3": 1.0, "THJ2": 0.0, "THJ1": -1.0, "THJ0": -1.0}[j])
-        elif j == "LFJ4":
-            signs.append(1.0)
-        else:
-            signs.append(0.0 if j.endswith("J3") else 1.0)
-    return np.array(signs)
-
-
-def _force_limit(joint: str) -> float:
-    return FORCE_LIMITS.get(joint, FORCE_LIMITS.get(joint[-2:], 0.9))
-
-
-def build_scene(convex_parts: Sequence[trimesh.Trimesh], cfg: LiftConfig) -> mujoco.MjModel:
-    """Compile the hand + object scene (module docstring)."""
-    if not convex_parts:
-        raise ValueError("the object has no collision geometry (no convex parts)")
-    spec = build_hand_spec()
-    spec.option.timestep = cfg.timestep
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
-    spec.option.impratio = 10.0
-    spec.option.gravity = [0.0, 0.0, -9.81]
-    for body in spec.bodies:
-        if body.name == ROOT_BODY or body.name.startswith(PREFIX):
-            body.gravcomp = 1.0
-    for geom in spec.geoms:
-        if geom.contype:  # collision geoms (visual meshes have contype 0)
-            geom.solref = [0.005, 1.0]
-            geom.solimp = [0.5, 0.99, 1e-4, 0.5, 2.0]
-            geom.friction = [cfg.friction, 0.02, 0.0001]
-            geom.condim = 4
-    root = spec.body(ROOT_BODY)
-    root.add_freejoint(name="hand_free")
-    root.mass, root.inertia, root.explicitinertial = 0.05, [1e-4, 1e-4, 1e-4], True
-    target = spec.worldbody.add_body(name="hand_target", mocap=True)
-    weld = spec.add_equality(
-        name="hand_weld", type=mujoco.mjtEq.mjEQ_WELD, name1=ROOT_BODY, name2="hand_target"
-    )
-    weld.objtype = mujoco.mjtObj.mjOBJ_BODY
-    weld.solref = [0.01, 1.0]
-    assert target is not None
-    for j in FINGER_JOINTS:
-        lim = _force_limit(j)
-        act = spec.add_actuator(name=f"A_{j}", target=PREFIX + j, trntype=mujoco.mjtTrn.mjTRN_JOINT)
-        act.set_to_position(kp=cfg.kp)
-        act.forcelimited, act.forcerange = True, [-lim, lim]
-
-    obj = spec.worldbody.add_body(name="object")
-    obj.add_freejoint(name="object_free")
-    merged = trimesh.util.concatenate(list(convex_parts))
-    hull = merged.convex_hull
-    vol = float(hull.volume)
-    inertia = hull.moment_inertia * (cfg.object_mass / vol) if vol > 1e-12 else np.eye(3) * 1e-6
-    obj.mass, obj.explicitinertial = cfg.object_mass, True
-    obj.ipos = hull.center_mass
-    obj.fullinertia = [
-        inertia[0, 0],
-        inertia[1, 1],
-        inertia[2, 2],
-        inertia[0, 1],
-        inertia[0, 2],
-        inertia[1, 2],
-    ]
-    for i, part in enumerate(convex_parts):
-        spec.add_mesh(
-            name=f"object_part_{i}",
-            uservert=np.asarray(part.vertices, dtype=np.float64).ravel(),
-            userface=np.asarray(part.faces, dtype=np.int32).ravel(),
-        )
-        obj.add_geom(
-            type=mujoco.mjtGeom.mjGEOM_MESH,
-            meshname=f"object_part_{i}",
-            contype=1,
-            conaffinity=1,
-            condim=4,
-            friction=[cfg.friction, 0.02, 0.0001],
-            density=0.0,
-        )
-    return spec.compile()
+# ----------------------------------------------------------------------------- one object, one process
 
 
 class LiftSimulator:
-    """One compiled scene and its data; ``run(q)`` performs the protocol for one pose."""
+    """Runs the protocol of the module docstring for poses of one object, reusing one model."""
 
-    def __init__(self, convex_parts: Sequence[trimesh.Trimesh], cfg: LiftConfig) -> None:
+    def __init__(self, obj: ObjectGeometry, cfg: LiftConfig) -> None:
         self.cfg = cfg
-        self.model = build_scene(convex_parts, cfg)
-        self.data = mujoco.MjData(self.model)
-        m = self.model
-        self.finger_qpos = np.array([m.jnt_qposadr[m.joint(n).id] for n in JOINT_NAMES])
-        self.hand_qpos = m.jnt_qposadr[m.joint("hand_free").id]
-        self.obj_qpos = m.jnt_qposadr[m.joint("object_free").id]
-        self.obj_body = m.body("object").id
-        self.root_body = m.body(ROOT_BODY).id
-        self.mocap = m.body("hand_target").mocapid[0]
-        self.ranges = m.jnt_range[[m.joint(n).id for n in JOINT_NAMES]]
-        self.closing = closing_directions()
-        geom_body = m.geom_bodyid
-        self.obj_geoms = set(np.flatnonzero(geom_body == self.obj_body).tolist())
-        self.steps_close = max(1, round(cfg.close_time / cfg.timestep))
-        self.steps_lift = max(1, round(cfg.lift_time / cfg.timestep))
-        self.steps_hold = max(1, round(cfg.hold_time / cfg.timestep))
-        self.mass = float(m.body_subtreemass[self.obj_body])
+        self.obj = obj
+        self.scene: Scene = build_scene(obj, cfg)
+        m = self.scene.model
+        self.model = m
+        self.data = mujoco.MjData(m)
+        self.snapshot = mujoco.MjData(m)
+        self.dt = float(m.opt.timestep)
+        self._jacp = np.zeros((3, m.nv))
+        self._stepped = 0  # steps simulated for the current pose (all phases)
+        self._margin0 = m.geom_margin.copy()
+        self._g_on = np.array([0.0, 0.0, -GRAVITY])
+        self._hand_rbound = m.geom_rbound[self.scene.hand_geoms]
+        self._obj_rbound = m.geom_rbound[self.scene.obj_geoms]
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _reset(self, q: np.ndarray) -> None:
-        m, d = self.model, self.data
-        mujoco.mj_resetData(m, d)
-        R = euler_to_matrix_np(q[3:6])
-        quat = np.zeros(4)
-        mujoco.mju_mat2Quat(quat, R.ravel())
-        d.qpos[self.hand_qpos : self.hand_qpos + 3] = q[:3]
-        d.qpos[self.hand_qpos + 3 : self.hand_qpos + 7] = quat
-        d.qpos[self.obj_qpos : self.obj_qpos + 7] = [0, 0, 0, 1, 0, 0, 0]
-        d.qpos[self.finger_qpos] = q[6:]
-        d.mocap_pos[self.mocap] = q[:3]
-        d.mocap_quat[self.mocap] = quat
-        d.ctrl[:] = np.clip(q[6:], self.ranges[:, 0], self.ranges[:, 1])
-        m.opt.gravity[:] = 0.0
-        mujoco.mj_forward(m, d)
+    # -- helpers -------------------------------------------------------------------------------
 
-    def _penetration(self) -> tuple[float, int]:
-        d = self.data
-        depth, n = 0.0, 0
+    def _steps(self, seconds: float) -> int:
+        return max(1, int(round(seconds / self.dt)))
+
+    def _set_gravity(self, on: bool) -> None:
+        self.model.opt.gravity[:] = self._g_on if on else 0.0
+
+    def _hand_object_contacts(self) -> list[tuple[int, int, float, np.ndarray, np.ndarray]]:
+        """(hand geom, hand body, dist, normal hand->object, position) of each hand-object contact."""
+        d, s = self.data, self.scene
+        out = []
         for i in range(d.ncon):
             c = d.contact[i]
-            if (c.geom1 in self.obj_geoms) != (c.geom2 in self.obj_geoms):
-                n += 1
-                depth = max(depth, -float(c.dist))
-        return depth, n
+            g1, g2 = int(c.geom[0]), int(c.geom[1])
+            if s.geom_is_hand[g1] and s.geom_is_obj[g2]:
+                out.append((g1, int(self.model.geom_bodyid[g1]), float(c.dist), c.frame[:3].copy(), c.pos.copy()))
+            elif s.geom_is_obj[g1] and s.geom_is_hand[g2]:
+                out.append((g2, int(self.model.geom_bodyid[g2]), float(c.dist), -c.frame[:3], c.pos.copy()))
+        return out
 
-    def _obj_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.xpos[self.obj_body].copy(), self.data.xquat[self.obj_body].copy()
+    def _reset(self, q: np.ndarray) -> None:
+        m, d, s = self.model, self.data, self.scene
+        mujoco.mj_resetData(m, d)
+        s.set_hand_pose(q[:3], euler_to_matrix(q[3:6]))
+        d.qpos[s.finger_qadr] = q[6:]
+        d.qpos[s.obj_qadr : s.obj_qadr + 7] = [0, 0, 0, 1, 0, 0, 0]
+        d.ctrl[0] = 0.0
+        d.ctrl[1:] = q[6:]
 
-    def _hand_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.xpos[self.root_body].copy(), self.data.xmat[self.root_body].reshape(3, 3).copy()
+    def closing_offsets(self, q: np.ndarray) -> tuple[np.ndarray, float]:
+        """Squeeze offsets `(22,)` [rad] and the initial penetration depth [m] of pose `q` (steps 1-2).
 
-    @staticmethod
-    def _angle(q1: np.ndarray, q2: np.ndarray) -> float:
-        return math.degrees(2 * math.acos(min(1.0, abs(float(np.dot(q1, q2))))))
-
-    def _close(self, q: np.ndarray) -> None:
-        m, d = self.model, self.data
-        start = np.clip(q[6:], self.ranges[:, 0], self.ranges[:, 1])
-        goal = np.clip(start + self.cfg.squeeze * self.closing, self.ranges[:, 0], self.ranges[:, 1])
-        ramp = max(1, self.steps_close // 2)
-        for k in range(self.steps_close):
-            d.ctrl[:] = start + (goal - start) * min(1.0, (k + 1) / ramp)
-            mujoco.mj_step(m, d)
-
-    # -- the tests -------------------------------------------------------------------------
-    def six_directions(self, snapshot: np.ndarray) -> bool:
-        """From the closed-state snapshot, push along +-x, +-y, +-z (module docstring, step 5)."""
-        m, d, cfg = self.model, self.data, self.cfg
-        m.opt.gravity[:] = 0.0
-        check_every = max(1, round(0.1 / cfg.timestep))
-        steps = max(1, round(cfg.six_dir_time / cfg.timestep))
-        ok = True
-        for axis in range(3):
-            for sign in (1.0, -1.0):
-                mujoco.mj_setState(m, d, snapshot, mujoco.mjtState.mjSTATE_INTEGRATION)
-                mujoco.mj_forward(m, d)
-                p0, r0 = self._obj_pose()
-                force = np.zeros(6)
-                force[axis] = sign * self.mass * 9.81
-                for k in range(steps):
-                    d.xfrc_applied[self.obj_body] = force
-                    mujoco.mj_step(m, d)
-                    if (k + 1) % check_every == 0 or k == steps - 1:
-                        p, r = self._obj_pose()
-                        if (
-                            np.linalg.norm(p - p0) >= cfg.six_dir_max_displacement
-                            or self._angle(r, r0) >= cfg.six_dir_max_rotation_deg
-                        ):
-                            ok = False
-                            break
-                d.xfrc_applied[self.obj_body] = 0.0
-                if not ok:
-                    return False
-        return True
-
-    def run(self, q: np.ndarray, six_directions: bool = True) -> dict[str, Any]:
-        m, d, cfg = self.model, self.data, self.cfg
+        Leaves the data reset at `q` (call before simulating).
+        """
         q = np.asarray(q, dtype=np.float64)
         self._reset(q)
-        depth, n_contacts = self._penetration()
-        obj0, _ = self._obj_pose()
-        self._close(q)
-        obj_closed, _ = self._obj_pose()
-        moved = float(np.linalg.norm(obj_closed - obj0))
-        _, n_closed = self._penetration()
-        size = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_INTEGRATION)
-        snapshot = np.empty(size)
-        mujoco.mj_getState(m, d, snapshot, mujoco.mjtState.mjSTATE_INTEGRATION)
+        m, d, s, cfg = self.model, self.data, self.scene, self.cfg
+        m.geom_margin[s.obj_geoms] = cfg.squeeze_reach
+        mujoco.mj_forward(m, d)
+        m.geom_margin[:] = self._margin0
+        contacts = self._hand_object_contacts()
+        touching = [c for c in contacts if c[2] <= 0.0]
+        penetration = max([0.0] + [-c[2] for c in touching])
+        g = np.zeros(22)
+        has = np.zeros(22, bool)
+        for _, body, _, normal, pos in contacts:
+            mujoco.mj_jac(m, d, self._jacp, None, pos, body)
+            gj = self._jacp[:, s.finger_dof].T @ normal
+            moved = np.array([body in fb for fb in s.finger_bodies])
+            g[moved] += gj[moved]
+            has[moved] = True
+        com = d.xipos[s.obj_body]
+        for j in range(22):
+            if has[j]:
+                continue
+            tip = int(s.tip_body[j])
+            p = d.xpos[tip]
+            u = com - p
+            u = u / max(np.linalg.norm(u), 1e-9)
+            mujoco.mj_jac(m, d, self._jacp, None, p, tip)
+            g[j] = float(self._jacp[:, s.finger_dof[j]] @ u)
+        if cfg.closing_rule == "flexion":
+            return cfg.squeeze * FLEXION_SIGNS, penetration
+        delta = np.zeros(22)
+        for j in range(22):
+            peak = np.abs(g[s.joint_chain[j]]).max()
+            if peak > 0 and abs(g[j]) >= cfg.squeeze_min_share * peak:
+                delta[j] = cfg.squeeze * np.sign(g[j])
+        return delta, penetration
 
-        hand0, hand_R0 = self._hand_pose()
-        rel0 = hand_R0.T @ (obj_closed - hand0)
-        m.opt.gravity[:] = [0.0, 0.0, -9.81]
-        mocap0 = d.mocap_pos[self.mocap].copy()
-        for k in range(self.steps_lift + self.steps_hold):
-            s = min(1.0, (k + 1) / self.steps_lift)
-            d.mocap_pos[self.mocap] = mocap0 + [0.0, 0.0, cfg.lift_height * 0.5 * (1 - math.cos(math.pi * s))]
+    def _object_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        d, s = self.data, self.scene
+        return d.xipos[s.obj_body].copy(), d.xquat[s.obj_body].copy()
+
+    def _in_palm(self) -> tuple[np.ndarray, np.ndarray]:
+        """Object COM position and orientation matrix in the palm frame."""
+        d, s = self.data, self.scene
+        R = d.xmat[s.palm_body].reshape(3, 3)
+        p = R.T @ (d.xipos[s.obj_body] - d.xpos[s.palm_body])
+        Ro = R.T @ d.ximat[s.obj_body].reshape(3, 3)
+        return p, Ro
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    def run(self, q: np.ndarray, six_directions: bool = True) -> dict[str, Any]:
+        """Test one pose `q` (28,); returns one result row (keys: :data:`COLUMNS`)."""
+        m, d, cfg = self.model, self.data, self.cfg
+        q = np.asarray(q, dtype=np.float64)
+        delta, penetration = self.closing_offsets(q)
+        p0, _ = self._object_pose()
+
+        # 3. close, gravity off
+        self._set_gravity(False)
+        n_close = self._steps(cfg.close_time)
+        n_ramp = max(1, min(n_close, self._steps(cfg.close_ramp * cfg.close_time)))
+        target0 = q[6:]
+        for i in range(n_ramp):
+            d.ctrl[1:] = target0 + delta * ((i + 1) / n_ramp)
             mujoco.mj_step(m, d)
-        hand1, hand_R1 = self._hand_pose()
-        obj1, _ = self._obj_pose()
-        hand_rise = float(hand1[2] - hand0[2])
-        ratio = float((obj1[2] - obj_closed[2]) / hand_rise) if abs(hand_rise) > 1e-6 else 0.0
-        slip = float(np.linalg.norm(hand_R1.T @ (obj1 - hand1) - rel0))
-        row = {
-            "lift_success": bool(ratio > cfg.ratio_threshold and np.isfinite(ratio)),
+        if n_close > n_ramp:
+            mujoco.mj_step(m, d, n_close - n_ramp)
+        p_closed, _ = self._object_pose()
+        moved = float(np.linalg.norm(p_closed - p0))
+        bodies = {c[1] for c in self._hand_object_contacts() if c[2] <= 0.0}
+        n_contacts = len(bodies)
+        mujoco.mj_copyData(self.snapshot, m, d)
+        self._stepped = n_close
+
+        # 4. six directions
+        six_ok: bool | None = None
+        six_failed = ""
+        if six_directions:
+            six_ok, six_failed = self._six_directions()
+            mujoco.mj_copyData(d, m, self.snapshot)
+
+        # 5. lift, gravity on
+        lift = self._lift()
+        self._set_gravity(True)
+        ratio = lift["ratio"]
+        return {
+            "lift_success": bool(ratio > cfg.ratio_threshold),
             "lift_ratio": ratio,
             "object_moved_at_contact": moved,
-            "penetration_depth": depth,
-            "slip": slip,
-            "n_contacts": n_closed,
-            "n_contacts_initial": n_contacts,
+            "penetration_depth": penetration,
+            "six_dir_success": six_ok,
+            "slip": lift["slip"],
+            "n_contacts": n_contacts,
+            "slip_deg": lift["slip_deg"],
+            "object_rise": lift["object_rise"],
+            "hand_rise": lift["hand_rise"],
+            "six_dir_failed": six_failed,
+            "early_stop": lift["early_stop"],
+            "sim_time": self._stepped * self.dt,
         }
-        row["six_dir_success"] = bool(self.six_directions(snapshot)) if six_directions else None
-        return row
+
+    def _six_directions(self) -> tuple[bool, str]:
+        m, d, s, cfg = self.model, self.data, self.scene, self.cfg
+        self._set_gravity(False)
+        force = cfg.object_mass * cfg.six_dir_accel
+        n_total = self._steps(cfg.six_dir_time)
+        n_check = self._steps(cfg.check_every)
+        max_rot = math.radians(cfg.six_dir_max_rotation_deg)
+        failed = ""
+        for name, vec in zip(SIX_DIRECTIONS, _DIR_VECTORS, strict=True):
+            mujoco.mj_copyData(d, m, self.snapshot)
+            p0, quat0 = d.xipos[s.obj_body].copy(), d.xquat[s.obj_body].copy()
+            d.xfrc_applied[s.obj_body, :3] = force * vec
+            done = 0
+            while done < n_total:
+                k = min(n_check, n_total - done)
+                mujoco.mj_step(m, d, k)
+                done += k
+                self._stepped += k
+                disp = float(np.linalg.norm(d.xipos[s.obj_body] - p0))
+                rot = _quat_angle(quat0, d.xquat[s.obj_body])
+                if not (disp < cfg.six_dir_max_displacement and rot < max_rot):  # NaN fails too
+                    failed = name
+                    break
+            d.xfrc_applied[s.obj_body] = 0.0
+            if failed:
+                break
+        return not failed, failed
+
+    def _lift(self) -> dict[str, Any]:
+        m, d, s, cfg = self.model, self.data, self.scene, self.cfg
+        self._set_gravity(True)
+        mujoco.mj_forward(m, d)
+        z0_target = float(d.ctrl[0])
+        z_obj0 = float(d.xipos[s.obj_body][2])
+        z_hand0 = float(d.xpos[s.palm_body][2])
+        rel0, Ro0 = self._in_palm()
+        n_lift = self._steps(cfg.lift_time)
+        n_hold = self._steps(cfg.hold_time)
+        n_total = n_lift + n_hold
+        n_check = self._steps(cfg.check_every)
+        H = cfg.lift_height
+        sched = z0_target + H * 0.5 * (1.0 - np.cos(np.pi * np.minimum(np.arange(1, n_total + 1) / n_lift, 1.0)))
+        early = False
+        z_obj_end = z_hand_end = float("nan")
+        i = 0
+        while i < n_total:
+            k = min(n_check, n_total - i)
+            for j in range(i, i + k):
+                d.ctrl[0] = sched[j]
+                mujoco.mj_step(m, d)
+            i += k
+            self._stepped += k
+            if cfg.early_stop and i < n_total and self._lost():
+                early = True
+                t_left = (n_total - i) * self.dt
+                vz = self._obj_vz()
+                z_obj_end = float(d.xipos[s.obj_body][2]) + vz * t_left - 0.5 * GRAVITY * t_left**2
+                z_hand_end = float(d.xpos[s.palm_body][2]) + (sched[-1] - sched[i - 1])
+                break
+        rel, Ro = self._in_palm()
+        if not early:
+            z_obj_end = float(d.xipos[s.obj_body][2])
+            z_hand_end = float(d.xpos[s.palm_body][2])
+        hand_rise = z_hand_end - z_hand0
+        obj_rise = z_obj_end - z_obj0
+        ratio = obj_rise / hand_rise if abs(hand_rise) > 1e-9 else float("nan")
+        ratio = max(ratio, -1.0) if np.isfinite(ratio) else float("nan")
+        cos = (np.trace(Ro0.T @ Ro) - 1.0) / 2.0
+        return {
+            "ratio": float(ratio),
+            "object_rise": float(obj_rise),
+            "hand_rise": float(hand_rise),
+            "slip": float(np.linalg.norm(rel - rel0)),
+            "slip_deg": float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))),
+            "early_stop": early,
+        }
+
+    def _obj_vz(self) -> float:
+        return float(self.data.qvel[self.scene.obj_dadr + 2])
+
+    def _lost(self) -> bool:
+        """The object has left the hand for good: untouched, wholly below it and falling away."""
+        d, s = self.data, self.scene
+        if any(c[2] <= 0.0 for c in self._hand_object_contacts()):
+            return False
+        hand_low = float((d.geom_xpos[s.hand_geoms, 2] - self._hand_rbound).min())
+        obj_top = float((d.geom_xpos[s.obj_geoms, 2] + self._obj_rbound).max())
+        if obj_top >= hand_low:
+            return False
+        return self._obj_vz() < float(d.qvel[s.lift_dof])
 
 
-# -- batched API --------------------------------------------------------------------------------
-def _check_poses(poses: np.ndarray) -> np.ndarray:
-    poses = np.asarray(poses, dtype=np.float64)
-    if poses.ndim != 2 or poses.shape[1] != 28:
-        raise ValueError(f"poses must be (B, 28), got {poses.shape}")
-    bad = np.flatnonzero(~np.isfinite(poses).all(axis=1))
+def euler_to_matrix(euler: np.ndarray) -> np.ndarray:
+    """``Rz(rz) @ Ry(ry) @ Rx(rx)`` of ``euler = [rx, ry, rz]`` (the pose's 'sxyz' convention, as
+    :func:`dexlite_core.hand.rotation.euler_to_matrix_np`, without importing torch in workers)."""
+    cx, cy, cz = np.cos(euler)
+    sx, sy, sz = np.sin(euler)
+    return np.array(
+        [
+            [cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
+            [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
+            [-sy, cy * sx, cy * cx],
+        ]
+    )
+
+
+def matrix_to_euler(R: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`euler_to_matrix`: ``[rx, ry, rz]`` with ry in [-pi/2, pi/2]."""
+    ry = math.asin(float(np.clip(-R[2, 0], -1.0, 1.0)))
+    return np.array([math.atan2(R[2, 1], R[2, 2]), ry, math.atan2(R[1, 0], R[0, 0])])
+
+
+def _quat_angle(q0: np.ndarray, q1: np.ndarray) -> float:
+    dot = abs(float(np.dot(q0, q1)))
+    return 2.0 * math.acos(min(1.0, dot))
+
+
+# ----------------------------------------------------------------------------- batched API
+
+ObjectLike = Any  # Sequence[trimesh.Trimesh] | ObjectAsset | ObjectGeometry | str | Path
+
+
+def check_poses(poses: Any, label: str = "") -> np.ndarray:
+    """`(B, 28)` float64 copy of `poses`; ValueError naming the first row holding NaN/inf."""
+    arr = np.asarray(poses, dtype=np.float64)
+    if arr.ndim == 1 and arr.shape[0] == POSE_DIM:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != POSE_DIM:
+        raise ValueError(f"{label}poses must have shape (B, {POSE_DIM}), got {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if len(bad):
-        raise ValueError(f"{len(bad)} pose(s) hold NaN/inf; first at row {int(bad[0])}")
-    return poses
+        cols = np.flatnonzero(~np.isfinite(arr[bad[0]]))
+        raise ValueError(
+            f"{label}pose row {int(bad[0])} holds NaN/inf (columns {cols.tolist()}); {len(bad)} bad row(s) in all"
+        )
+    return arr.copy()
 
 
-def _parts_of(obj: Any) -> list[trimesh.Trimesh]:
-    if isinstance(obj, (list, tuple)):
-        return list(obj)
+def object_geometry(obj: ObjectLike) -> ObjectGeometry:
+    """Convex parts of an object given as parts, an ``ObjectAsset``, or an object folder path."""
+    if isinstance(obj, ObjectGeometry):
+        return obj
     if isinstance(obj, (str, Path)):
-        from ..objects import load_object
+        return ObjectGeometry.from_meshes(load_convex_parts(Path(obj)))
+    if hasattr(obj, "convex_parts"):
+        return ObjectGeometry.from_meshes(list(obj.convex_parts))
+    if isinstance(obj, Sequence):
+        return ObjectGeometry.from_meshes(list(obj))
+    raise TypeError(f"cannot read convex parts from {type(obj).__name__}")
 
-        obj = load_object(Path(obj))
-    return list(obj.convex_parts)
+
+def load_convex_parts(folder: Path) -> list[Any]:
+    """``<folder>/convex/part_*.obj`` of a complete object folder (docs/CONTRACTS.md)."""
+    import trimesh
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: object folder not found")
+    if not (folder / "_SUCCESS").is_file():
+        raise FileNotFoundError(f"{folder}: incomplete object folder (no _SUCCESS)")
+    files = sorted((folder / "convex").glob("part_*.obj"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no convex parts in convex/")
+    parts = []
+    for f in files:
+        try:
+            mesh = trimesh.load(f, force="mesh", process=False)
+        except Exception as exc:  # noqa: BLE001 - name the file and the reason
+            raise ValueError(f"{f}: unreadable convex part ({exc})") from exc
+        parts.append(mesh)
+    return parts
 
 
-def _run_chunk(parts_data: list[tuple[np.ndarray, np.ndarray]], poses: np.ndarray, cfg_dict: dict,
-               six: bool) -> list[dict]:  # fmt: skip
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    parts = [trimesh.Trimesh(v, f, process=False) for v, f in parts_data]
-    sim = LiftSimulator(parts, LiftConfig(**cfg_dict))
+def _lift_config(cfg: Any) -> LiftConfig:
+    """Accept a LiftConfig, a PipelineConfig (its ``.lift``), a dict of fields, or None."""
+    if cfg is None:
+        return LiftConfig()
+    if isinstance(cfg, LiftConfig):
+        return cfg
+    if hasattr(cfg, "lift") and isinstance(cfg.lift, LiftConfig):
+        return cfg.lift
+    if isinstance(cfg, Mapping):
+        return LiftConfig(**cfg)
+    raise TypeError(f"expected a LiftConfig, got {type(cfg).__name__}")
+
+
+@dataclass(frozen=True)
+class _Task:
+    key: str  # object key (the geometry digest)
+    index: np.ndarray  # (b,) positions of these poses in the caller's order
+    poses: np.ndarray  # (b, 28)
+
+
+_WORKER_CACHE: dict[tuple[str, LiftConfig], LiftSimulator] = {}
+
+
+def _simulator(obj: ObjectGeometry, cfg: LiftConfig) -> LiftSimulator:
+    key = (obj.digest, cfg)
+    sim = _WORKER_CACHE.get(key)
+    if sim is None:
+        if len(_WORKER_CACHE) >= 4:  # a handful of objects per process at a time
+            _WORKER_CACHE.pop(next(iter(_WORKER_CACHE)))
+        sim = _WORKER_CACHE[key] = LiftSimulator(obj, cfg)
+    return sim
+
+
+def _run_task(obj: ObjectGeometry, cfg: LiftConfig, poses: np.ndarray, six: bool) -> list[dict[str, Any]]:
+    sim = _simulator(obj, cfg)
     return [sim.run(q, six) for q in poses]
 
 
+def _worker_init() -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+_POOL: tuple[int, ProcessPoolExecutor] | None = None
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """The module's spawn pool of `workers` processes, started on first use and kept for later calls
+    (its processes keep their built models); a call with another worker count replaces it."""
+    global _POOL
+    if _POOL is not None and _POOL[0] == workers:
+        return _POOL[1]
+    shutdown_pool()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init)
+    _POOL = (workers, pool)
+    return pool
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes of :func:`worker_pool` (also done at interpreter exit)."""
+    global _POOL
+    if _POOL is not None:
+        _POOL[1].shutdown(wait=True, cancel_futures=True)
+        _POOL = None
+
+
+atexit.register(shutdown_pool)
+
+
+def _run_many(
+    objects: dict[str, ObjectGeometry], tasks: list[_Task], n: int, cfg: LiftConfig, workers: int, six: bool
+) -> list[dict[str, Any]]:
+    """Run every task (in the spawn pool when workers > 1); rows back in the callers' order."""
+    rows: list[dict[str, Any] | None] = [None] * n
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            for i, r in zip(t.index, _run_task(objects[t.key], cfg, t.poses, six), strict=True):
+                rows[int(i)] = r
+    else:
+        pool = worker_pool(workers)
+        try:
+            futures = [(t, pool.submit(_run_task, objects[t.key], cfg, t.poses, six)) for t in tasks]
+            for t, fut in futures:
+                for i, r in zip(t.index, fut.result(), strict=True):
+                    rows[int(i)] = r
+        except BaseException:  # a broken or interrupted pool is not reused
+            shutdown_pool()
+            raise
+    return rows  # type: ignore[return-value]
+
+
+def _chunks(index: np.ndarray, workers: int, chunk_size: int | None) -> list[np.ndarray]:
+    if chunk_size is None:  # a few chunks per worker balance the load; >= 4 poses amortise a build
+        chunk_size = max(4, min(64, math.ceil(len(index) / (4 * max(1, workers)))))
+    return [index[i : i + chunk_size] for i in range(0, len(index), chunk_size)]
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in ("lift_success", "early_stop"):
+        df[col] = df[col].astype(bool)
+    df["n_contacts"] = df["n_contacts"].astype(np.int64)
+    df["six_dir_success"] = df["six_dir_success"].astype(object)
+    return df
+
+
 def lift_test(
-    obj: Any,
+    obj: ObjectLike,
     poses: np.ndarray,
     cfg: LiftConfig | None = None,
     workers: int = 1,
     six_directions: bool = True,
+    chunk_size: int | None = None,
 ) -> pd.DataFrame:
-    """Lift-test poses `(B, 28)` on one object (an ObjectAsset, its folder, or its convex parts).
+    """Lift-test poses of one object (module docstring).
 
-    Returns one row per pose: lift_success, lift_ratio, object_moved_at_contact (m),
-    penetration_depth (m), slip (m), n_contacts, six_dir_success.
+    Args:
+        obj: the object's convex parts (list of ``trimesh.Trimesh``), an ``ObjectAsset``, an
+            object folder, or an :class:`ObjectGeometry`.
+        poses: `(B, 28)` palm poses in the object frame, `[t, euler sxyz, 22 joints]`.
+        cfg: :class:`LiftConfig` (default values when None).
+        workers: processes (spawn); 1 runs in this process. Results do not depend on it.
+        six_directions: also run the six-direction test (``six_dir_success`` None otherwise).
+    Returns:
+        DataFrame, one row per pose in input order, columns :data:`COLUMNS`.
     """
-    cfg = cfg or LiftConfig()
-    poses = _check_poses(poses)
-    parts = _parts_of(obj)
-    if len(poses) == 0:
-        return pd.DataFrame(columns=list(_EMPTY_ROW))
-    parts_data = [(np.asarray(p.vertices), np.asarray(p.faces)) for p in parts]
-    if workers <= 1 or len(poses) < 2:
-        rows = _run_chunk(parts_data, poses, asdict(cfg), six_directions)
-    else:
-        chunks = np.array_split(poses, min(workers, len(poses)))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_chunk, parts_data, c, asdict(cfg), six_directions) for c in chunks]
-            rows = [r for f in futures for r in f.result()]
-    return pd.DataFrame(rows)
-
-
-_EMPTY_ROW = {
-    "lift_success": False, "lift_ratio": 0.0, "object_moved_at_contact": 0.0, "penetration_depth": 0.0,
-    "slip": 0.0, "n_contacts": 0, "n_contacts_initial": 0, "six_dir_success": None,
-}  # fmt: skip
+    cfg = _lift_config(cfg)
+    arr = check_poses(poses)
+    geom = object_geometry(obj)
+    index = np.arange(len(arr))
+    tasks = [_Task(geom.digest, c, arr[c]) for c in _chunks(index, workers, chunk_size)]
+    rows = _run_many({geom.digest: geom}, tasks, len(arr), cfg, workers, six_directions)
+    return _frame(rows)
 
 
 def evaluate_grasps(
     table: Any,
-    objects_root: Path,
-    cfg: LiftConfig | None = None,
+    objects_root: str | Path,
+    cfg: Any = None,
     workers: int = 1,
     six_directions: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Lift-test every grasp of a grasp table (object_id, q) against objects under `objects_root`.
+    """Lift-test every grasp of a grasp table against the object folders under `objects_root`.
 
-    Returns the per-grasp table (input columns + results) and a summary with n, success_rate,
-    six_direction_success_rate and per-object rates.
+    Args:
+        table: pandas DataFrame or pyarrow Table with columns ``object_id`` and ``q`` (28 floats).
+        objects_root: folder holding ``<object_id>/`` object folders (docs/CONTRACTS.md).
+        cfg: :class:`LiftConfig` (or a ``PipelineConfig``, whose ``lift`` section is used).
+        workers: processes; all objects' grasps share one pool.
+    Returns:
+        (per-grasp DataFrame in the table's row order: ``object_id`` then :data:`COLUMNS`,
+        summary dict from :func:`summarise`).
     """
-    import pyarrow as pa
+    import pandas as pd
 
-    df = table.to_pandas() if isinstance(table, pa.Table) else pd.DataFrame(table).copy()
+    t0 = time.perf_counter()
+    lcfg = _lift_config(cfg)
+    df = table.to_pandas() if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame) else table
     if not {"object_id", "q"} <= set(df.columns):
-        raise ValueError("a grasp table needs columns object_id and q")
-    df = df.reset_index(drop=True)
-    results = []
-    for oid, rows in df.groupby("object_id", sort=True):
-        folder = Path(objects_root) / str(oid)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"object {oid!r} not found under {objects_root}")
-        poses = np.stack([np.asarray(v, dtype=np.float64) for v in rows["q"]])
+        raise ValueError(f"a grasp table needs columns object_id and q, got {list(df.columns)}")
+    ids = df["object_id"].astype(str).to_numpy()
+    n = len(df)
+    q = np.full((n, POSE_DIM), np.nan)
+    for i, v in enumerate(df["q"].to_numpy()):
+        arr = np.asarray(v if v is not None else [], dtype=np.float64).reshape(-1)
+        if arr.shape != (POSE_DIM,):
+            raise ValueError(f"grasp table row {i} (object {ids[i]!r}): q has {arr.size} values, not {POSE_DIM}")
+        q[i] = arr
+    bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"grasp table row {i} (object {ids[i]!r}): pose holds NaN/inf; {len(bad)} bad row(s)")
+    root = Path(objects_root)
+    objects: dict[str, ObjectGeometry] = {}
+    tasks: list[_Task] = []
+    for oid in sorted(set(ids.tolist())):
         try:
-            poses = _check_poses(poses)
-        except ValueError as e:
-            raise ValueError(f"object {oid!r}: {e}") from e
-        res = lift_test(folder, poses, cfg, workers, six_directions)
-        res.index = rows.index
-        results.append(res)
-    res = pd.concat(results).sort_index() if results else pd.DataFrame(columns=list(_EMPTY_ROW))
-    out = df.drop(columns=[c for c in res.columns if c in df.columns]).join(res)
-    return out, summarise(out)
+            objects[oid] = object_geometry(root / oid)
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"object {oid!r}: {exc}") from exc
+        rows = np.flatnonzero(ids == oid)
+        tasks += [_Task(oid, c, q[c]) for c in _chunks(rows, workers, None)]
+    out = _frame(_run_many(objects, tasks, n, lcfg, workers, six_directions))
+    out.insert(0, "object_id", ids)
+    summary = summarise(out, lcfg)
+    summary["wall_time_s"] = time.perf_counter() - t0
+    return out, summary
 
 
-def summarise(df: pd.DataFrame) -> dict[str, Any]:
-    """n, success_rate, six_direction_success_rate and per-object rates of evaluated grasps."""
-    n = int(len(df))
-    six = df["six_dir_success"].dropna() if "six_dir_success" in df else pd.Series(dtype=bool)
-    per_object = {
-        str(o): {"n": int(len(g)), "success_rate": float(g["lift_success"].mean())}
-        for o, g in df.groupby("object_id")
-    } if n else {}  # fmt: skip
-    return {
-        "n": n,
-        "success_rate": float(df["lift_success"].mean()) if n else 0.0,
-        "six_direction_success_rate": float(six.astype(bool).mean()) if len(six) else None,
-        "per_object": per_object,
-    }
+def summarise(df: pd.DataFrame, cfg: LiftConfig | None = None) -> dict[str, Any]:
+    """n, success_rate, six_direction_success_rate, means and per-object rates of a result table."""
+    cfg = cfg or LiftConfig()
+
+    def rates(g: pd.DataFrame) -> dict[str, Any]:
+        six = g["six_dir_success"].dropna()
+        return {
+            "n": int(len(g)),
+            "success_rate": float(g["lift_success"].mean()) if len(g) else float("nan"),
+            "six_direction_success_rate": float(six.astype(bool).mean()) if len(six) else float("nan"),
+        }
+
+    out = rates(df)
+    n = len(df)
+    out.update(
+        mean_lift_ratio=float(df["lift_ratio"].mean()) if n else float("nan"),
+        median_slip=float(df["slip"].median()) if n else float("nan"),
+        mean_penetration_depth=float(df["penetration_depth"].mean()) if n else float("nan"),
+        hold_time_s=cfg.hold_time,
+        six_dir_time_s=cfg.six_dir_time,
+        lift_height_m=cfg.lift_height,
+    )
+    if "object_id" in df.columns:
+        out["per_object"] = {str(o): rates(g) for o, g in df.groupby("object_id", sort=True)}
+    return out

@@ -1,0 +1,217 @@
+"""Thin Prefect tasks over :mod:`dexlite_core.stages`.
+
+Each task commits one artifact in the :class:`storage.artifacts.ArtifactStore` and returns a small
+JSON manifest pointer (stage, key, path, content digest, summary): never a big object in Prefect's
+result store (results are persisted with the JSON serializer).
+
+Caching: the flow computes every stage's content key (``dexlite_core.stages.stage_key``) before it
+calls a task, and the task's :class:`ArtifactCache` policy uses that key (not the run id or the
+parameters' pickles): a new run (scheduled or not) with unchanged inputs, config and code is a Prefect
+cache hit ("Cached" in the UI). When the artifact is not committed the flow sets ``refresh_cache``,
+so a deleted artifact is rebuilt instead of being served from a stale Prefect record. The tasks
+check the store themselves as well, so they are correct with Prefect's result files gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+from dexlite_core.config import PipelineConfig
+from dexlite_core.stages import StageSpec, artifact_digest, check_fault, code_hash, get_stages
+from storage.artifacts import ArtifactStore, hash_json
+
+SHARD_SUFFIX = ".shards"
+logging.getLogger("dexlite").setLevel(logging.INFO)  # core progress lines (PREFECT_LOGGING_EXTRA_LOGGERS=dexlite)
+
+
+def shard_stage(stage: str) -> str:
+    """Store stage name of a stage's shard outputs."""
+    return f"{stage}{SHARD_SUFFIX}"
+
+
+def shard_key(stage_key: str, index: int, items: list[str]) -> str:
+    return hash_json({"stage": stage_key, "index": index, "items": items})[:20]
+
+
+def work_dir(store: ArtifactStore, stage: str, key: str) -> Path | None:
+    """Persistent scratch folder of a resumable stage (checkpoints survive a killed run)."""
+    if store.local_root is None:
+        return None
+    return store.local_root / stage / f".work-{key}"
+
+
+def local_inputs(store: ArtifactStore, inputs: dict[str, str]) -> dict[str, Path]:
+    """Upstream artifact folders as local paths (``inputs``: stage -> key). Remote stores (fsspec
+    URLs) are copied once into a local cache folder."""
+    out = {}
+    for stage, key in inputs.items():
+        if not store.is_complete(stage, key):
+            raise FileNotFoundError(f"upstream artifact {stage}/{key} is not committed in {store.url}")
+        if store.local_root is not None:
+            out[stage] = store.local_root / stage / key
+            continue
+        cache = Path(os.environ.get("DEXLITE_CACHE", Path(tempfile.gettempdir()) / "dexlite-cache"))
+        dest = cache / stage / key
+        if not (dest / "_SUCCESS").is_file():
+            tmp = cache / stage / f".tmp-{key}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            store.fs.get(str(store.stage_dir(stage, key)).rstrip("/") + "/", str(tmp), recursive=True)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+        out[stage] = dest
+    return out
+
+
+def pointer(store: ArtifactStore, stage: str, key: str, summary: dict | None = None, seconds: float = 0.0) -> dict:
+    """The small JSON result a task returns for a committed artifact."""
+    if summary is None:
+        try:
+            summary = store.read_json(stage, key, "summary.json")
+        except Exception:  # noqa: BLE001 - the summary is informational
+            summary = {}
+    return {
+        "stage": stage,
+        "key": key,
+        "path": str(store.stage_dir(stage, key)),
+        "digest": artifact_digest(store, stage, key),
+        "summary": summary,
+        "seconds": round(seconds, 3),
+    }
+
+
+@dataclass
+class ArtifactCache(CachePolicy):
+    """Prefect cache key = the artifact's content key (stage + key; shards: their own key).
+
+    The flow calls a task with ``refresh_cache=True`` whenever the artifact is not committed, so a
+    Prefect record never stands in for a missing artifact; a committed one is a Prefect cache hit.
+    """
+
+    def compute_key(
+        self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
+        stage, key = inputs.get("stage"), inputs.get("key")
+        if not stage or not key:
+            return None
+        if "items" in inputs:  # a shard
+            stage, key = shard_stage(stage), shard_key(key, inputs["index"], inputs["items"])
+        root = hash_json(str(inputs.get("store_root")))[:8]  # one record per store: its paths differ
+        return f"dexlite-{root}-{stage}-{key}"
+
+
+ARTIFACT_CACHE = ArtifactCache()
+_TASK_OPTS: dict[str, Any] = {
+    "cache_policy": ARTIFACT_CACHE,
+    "persist_result": True,
+    "result_serializer": "json",
+}
+
+
+def _spec(stage: str) -> StageSpec:
+    stages = get_stages()
+    if stage not in stages:
+        raise KeyError(f"unknown stage {stage!r}")
+    return stages[stage]
+
+
+def _config(config: dict) -> PipelineConfig:
+    return PipelineConfig.from_dict(config)
+
+
+@task(name="stage", **_TASK_OPTS)
+def run_stage(stage: str, key: str, inputs: dict[str, str], store_root: str, config: dict) -> dict:
+    """Run a whole (unsharded) stage into its artifact folder; a committed one is reused."""
+    store = ArtifactStore(store_root)
+    if store.is_complete(stage, key):
+        return pointer(store, stage, key)
+    spec = _spec(stage)
+    cfg = _config(config)
+    paths = local_inputs(store, inputs)
+    t0 = time.perf_counter()
+    wd = work_dir(store, stage, key) if spec.resumable else None
+    check_fault(stage)
+    with store.open_stage(stage, key, inputs=inputs, config={s: config[s] for s in spec.config},
+                          code=code_hash(spec)) as w:
+        if wd is not None:
+            wd.mkdir(parents=True, exist_ok=True)
+            summary = spec.run(paths, w.path, cfg, work_dir=wd)
+        else:
+            summary = spec.run(paths, w.path, cfg)
+        seconds = time.perf_counter() - t0
+        w.write_json("summary.json", summary or {})
+        w.write_json("run.json", {"seconds": seconds, "host": os.uname().nodename, "pid": os.getpid()})
+    if wd is not None:
+        shutil.rmtree(wd, ignore_errors=True)
+    return pointer(store, stage, key, summary, seconds)
+
+
+@task(name="shard", **_TASK_OPTS)
+def run_shard(stage: str, key: str, index: int, items: list[str], inputs: dict[str, str], store_root: str,
+              config: dict) -> dict:
+    """One shard of a fanned-out stage (tens to hundreds of objects), committed as its own artifact so
+    a killed or failed stage resumes from the shards already done."""
+    store = ArtifactStore(store_root)
+    sstage, skey = shard_stage(stage), shard_key(key, index, items)
+    if store.is_complete(sstage, skey):
+        return {"stage": sstage, "key": skey, "index": index, "path": str(store.stage_dir(sstage, skey)),
+                "items": len(items)}
+    spec = _spec(stage)
+    assert spec.shards is not None, f"stage {stage!r} has no shards"
+    cfg = _config(config)
+    paths = local_inputs(store, inputs)
+    check_fault(stage)
+    t0 = time.perf_counter()
+    with store.open_stage(sstage, skey, inputs={"stage_key": key}, config={"index": index, "items": items},
+                          code=code_hash(spec)) as w:
+        summary = spec.shards.run(paths, w.path, cfg, items)
+        w.write_json("summary.json", summary or {})
+    return {"stage": sstage, "key": skey, "index": index, "path": str(store.stage_dir(sstage, skey)),
+            "items": len(items), "summary": summary, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+@task(name="merge", **_TASK_OPTS)
+def merge_shards(stage: str, key: str, shards: list[dict], inputs: dict[str, str], store_root: str,
+                 config: dict) -> dict:
+    """Merge a stage's shard artifacts into the stage artifact, then drop the shards."""
+    store = ArtifactStore(store_root)
+    if store.is_complete(stage, key):
+        return pointer(store, stage, key)
+    spec = _spec(stage)
+    assert spec.shards is not None
+    if not shards:
+        raise RuntimeError(f"stage {stage!r}: {stage}/{key} is not committed and there are no shards to merge")
+    cfg = _config(config)
+    paths = local_inputs(store, inputs)
+    shard_dirs = [_local_shard(store, s) for s in shards]
+    t0 = time.perf_counter()
+    sections = {s: config[s] for s in spec.config}
+    with store.open_stage(stage, key, inputs=inputs, config=sections, code=code_hash(spec)) as w:
+        summary = spec.shards.merge(paths, shard_dirs, w.path, cfg)
+        seconds = time.perf_counter() - t0
+        w.write_json("summary.json", summary or {})
+        w.write_json("run.json", {"merge_seconds": seconds, "shards": len(shards), "host": os.uname().nodename})
+    for s in shards:
+        store.remove(s["stage"], s["key"])
+    return pointer(store, stage, key, summary, seconds)
+
+
+def _local_shard(store: ArtifactStore, shard: dict) -> Path:
+    return local_inputs(store, {shard["stage"]: shard["key"]})[shard["stage"]]
+
+
+def init_worker(torch_threads: int) -> None:
+    """Process-pool worker initializer: bound each worker's BLAS/torch threads before torch loads."""
+    n = str(max(1, int(torch_threads)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, n)
