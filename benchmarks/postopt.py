@@ -53,9 +53,7 @@ def main() -> None:
         return time.perf_counter() - t
 
     run(8)  # warm-up
-    print(
-        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, {args.steps} steps"
-    )
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, {args.steps} steps")
     t_loop = sum(run(1) for _ in range(args.loop)) / args.loop
     loop_rate = 1.0 / t_loop
     print(f"{'mode':>14} {'seconds':>9} {'grasps/s':>9} {'vs loop':>8} {'vs write-up':>11}")

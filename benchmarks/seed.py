@@ -46,9 +46,7 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.iters} annealing steps, "
         f"lift test with {args.workers} workers"
     )
-    print(
-        f"{'mode':>12} {'grasps':>6} {'opt s':>7} {'lift s':>7} {'success':>7} {'validated/s':>11} {'vs loop':>7}"
-    )
+    print(f"{'mode':>12} {'grasps':>6} {'opt s':>7} {'lift s':>7} {'success':>7} {'validated/s':>11} {'vs loop':>7}")
 
     def run(B: int, seed: int) -> tuple[float, float, float]:
         t = time.perf_counter()

@@ -1,6 +1,6 @@
 """Lift-test benchmark: tests per second per core (1 worker), with 2 workers, speed-up, sim/wall.
 
-    .venv/bin/python benchmarks/sim_lift.py [--grasps 48] [--workers 1 2] [--six]
+    .venv/bin/python benchmarks/_lift.py   (also run by benchmarks/sim.py) [--grasps 48] [--workers 1 2] [--six]
 
 Poses: the fixture grasps of tests/fixtures/grasps.json on their objects (hand-built wraps of a
 4.5 cm cube and a 2.5 cm cylinder, seed-optimiser grasps of a 5x5x10 cm box and a 3 cm cylinder),
