@@ -1,6 +1,8 @@
 """Stability-filter benchmark: PyBullet table-rest checks per second, 1 vs 2 worker processes.
 
-    .venv/bin/python benchmarks/_stability.py   (also run by benchmarks/sim.py) [--objects 8] [--repeats 4] [--workers 1 2]
+    .venv/bin/python benchmarks/_stability.py [--objects 8] [--repeats 4] [--workers 1 2]
+
+(also run by benchmarks/sim.py)
 
 Builds `--objects` primitive objects (cube, box, ball, upright and lying cylinder, thin upright plate,
 cone, two-part L bracket; cycled) as object folders in the docs/CONTRACTS.md layout in a temp dir, runs

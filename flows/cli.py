@@ -161,10 +161,10 @@ def stages() -> None:
     from dexlite_core.stages import get_stages, topo_order
 
     table = get_stages()
-    typer.echo(f"{'stage':<10} {'depends on':<42} {'config':<18} description")
+    typer.echo(f"{'stage':<10} {'depends on':<44} {'config':<18} description")
     for n in topo_order(table):
         s = table[n]
-        typer.echo(f"{n:<10} {','.join(s.deps) or '-':<42} {','.join(s.config) or '-':<18} "
+        typer.echo(f"{n:<10} {','.join(s.deps) or '-':<44} {','.join(s.config) or '-':<18} "
                    f"{s.description}{' [shards]' if s.shards else ''}{' [gpu]' if s.gpu else ''}")
 
 
