@@ -635,20 +635,44 @@ def _seed_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[
     root = _objects_root(inputs)
     tables = []
     n = cfg.seed.grasps_per_object
+    every = max(1, cfg.seed.annealing.n_iter // 5)
     for k, oid in enumerate(items):
         t0 = time.perf_counter()
         obj = load_object(root / oid)
         field = synthesis.object_field(obj, device)
-        res = synthesis.seed_grasps(obj.mesh, field, n, cfg.seed, cfg.energy, seed=cfg.seed.seed + _stable_int(oid))
+
+        def progress(state: Any, oid: str = oid) -> None:  # the energy going down, 5 lines per object
+            if state.step % every == 0:
+                log.info("seed: %s step %d/%d, mean energy %.3g", oid, state.step, cfg.seed.annealing.n_iter,
+                         float(state.terms.total.mean()))
+
+        res = synthesis.seed_grasps(obj.mesh, field, n, cfg.seed, cfg.energy, seed=cfg.seed.seed + _stable_int(oid),
+                                    progress=progress)
         tables.append(_table_from_opt(oid, res, "seed", grasp_id=np.arange(n, dtype=np.int64)))
+        _seed_picture(obj.mesh, res, out_dir / "pictures" / f"{oid}.png")
         log.info("seed: %d/%d %s: %d grasps, median energy %.3g (%.1f s)", k + 1, len(items), oid, n,
                  float(np.median(res.terms["energy"])), time.perf_counter() - t0)
     write_grasps(concat_tables(tables), out_dir / "grasps.parquet")
     return {"objects": len(items), "grasps": n * len(items)}
 
 
+def _seed_picture(mesh: Any, res: Any, path: Path) -> None:
+    """The two lowest-energy grasps of an object, three views each (a person can see the grasps)."""
+    import numpy as np
+
+    from dexlite_core.viz import render_png
+
+    best = np.argsort(res.terms["energy"])[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render_png(mesh, res.q[best], path, titles=[f"E = {res.terms['energy'][i]:.3g}" for i in best])
+
+
 def _seed_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
     n = _merge_grasps(dirs, out_dir / "grasps.parquet")
+    (out_dir / "pictures").mkdir(exist_ok=True)
+    for d in dirs:
+        for png in sorted((d / "pictures").glob("*.png")):
+            shutil.copyfile(png, out_dir / "pictures" / png.name)
     return {"grasps": n}
 
 
