@@ -13,7 +13,7 @@ the shard folders into the stage's folder. The flows run the shards as parallel 
 hundreds of objects per task, never one task per grasp); ``stage_<name>`` runs them in series.
 
 Cache keys (:func:`stage_key`): a hash of the *content* of the upstream artifacts (their manifests'
-file hashes, volatile files excluded: see :data:`VOLATILE_FILES`), of the config sections the stage
+file hashes; run records and pictures excluded: :func:`is_volatile`), of the config sections the stage
 reads (``PipelineConfig.digest``), of extra inputs (mesh files named in the config) and of the code
 version (the stage's own functions and the ``dexlite_core`` modules it lists). A stage whose upstream
 was rebuilt with identical content is therefore not rerun (early cut-off).
@@ -56,7 +56,14 @@ from dexlite_core.config import PipelineConfig
 log = logging.getLogger("dexlite.stages")
 
 CORE_DIR = Path(__file__).resolve().parent
-VOLATILE_FILES = frozenset({"summary.json", "timing.json", "run.json"})  # never part of an artifact's content digest
+# Never part of an artifact's content digest: run records and pictures, which no stage reads as input
+VOLATILE_FILES = frozenset({"summary.json", "timing.json", "run.json"})
+VOLATILE_SUFFIXES = (".png", ".html", ".log")
+
+
+def is_volatile(relpath: str) -> bool:
+    """A file that does not count as an artifact's content (see :data:`VOLATILE_FILES`)."""
+    return relpath in VOLATILE_FILES or relpath.endswith(VOLATILE_SUFFIXES)
 STAGE_REGISTRY_ENV = "DEXLITE_STAGE_REGISTRY"  # "module:attribute": substitute stage table (tests, plugins)
 FAULT_ENV = "DEXLITE_FAULT"  # "<stage>[,<stage>...]": the named stages fail on purpose (fault injection)
 
@@ -274,7 +281,7 @@ def artifact_digest(store: Any, stage: str, key: str) -> str:
     from storage.artifacts import hash_json
 
     files = store.manifest(stage, key)["files"]
-    return hash_json({rel: f["sha256"] for rel, f in files.items() if rel not in VOLATILE_FILES})[:20]
+    return hash_json({rel: f["sha256"] for rel, f in files.items() if not is_volatile(rel)})[:20]
 
 
 @dataclass
