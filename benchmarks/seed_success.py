@@ -25,7 +25,7 @@ from dexlite_core.config import PipelineConfig
 from dexlite_core.dataset import ENERGY_COLUMNS
 from dexlite_core.objects import bundled_sources, ingest_mesh
 from dexlite_core.sim.lift import lift_test
-from dexlite_core.synthesis import seed_object
+from dexlite_core.synthesis import grasps_table, object_field, seed_grasps
 
 
 def main() -> None:
@@ -49,7 +49,9 @@ def main() -> None:
     for src in sources:
         obj = ingest_mesh(src, out / "objects", cfg.objects)
         t = time.perf_counter()
-        table = seed_object(obj, cfg, torch.device("cpu")).to_pandas()
+        field = object_field(obj, torch.device("cpu"))
+        grasps = seed_grasps(obj.mesh, field, cfg.seed.grasps_per_object, cfg.seed, cfg.energy, seed=cfg.seed.seed)
+        table = grasps_table(obj.object_id, grasps, "seed").to_pandas()
         t_opt = time.perf_counter() - t
         res = lift_test(obj, np.stack(table["q"].to_numpy()), cfg.lift, workers=args.workers)
         for c in res.columns:

@@ -622,13 +622,6 @@ def _seed_items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
     return _kept_ids(inputs)
 
 
-def _table_from_opt(object_id: str, res: Any, source: str, **columns: Any) -> Any:
-    from dexlite_core.dataset import grasps_to_table
-
-    terms = {k: v for k, v in res.terms.items() if k in ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints", "energy")}
-    return grasps_to_table(object_id, res.q, source, contact_idx=res.contact_idx, **terms, **columns)
-
-
 def _seed_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[str]) -> dict:
     import numpy as np
 
@@ -655,7 +648,7 @@ def _seed_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[
 
         res = synthesis.seed_grasps(obj.mesh, field, n, cfg.seed, cfg.energy, seed=cfg.seed.seed + _stable_int(oid),
                                     progress=progress)
-        tables.append(_table_from_opt(oid, res, "seed", grasp_id=np.arange(n, dtype=np.int64)))
+        tables.append(synthesis.grasps_table(oid, res, "seed"))
         _seed_picture(obj.mesh, res, out_dir / "pictures" / f"{oid}.png")
         log.info("seed: %d/%d %s: %d grasps, median energy %.3g (%.1f s)", k + 1, len(items), oid, n,
                  float(np.median(res.terms["energy"])), time.perf_counter() - t0)
@@ -980,7 +973,7 @@ def _postopt_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: li
         hand = synthesis.hand_on(str(device), q0.dtype)
         idx0 = synthesis.contact_indices_for(hand, field, q0, cfg.energy.n_contacts)
         res = synthesis.optimise(field, q0, idx0, cfg.postopt, cfg.energy, seed=_stable_int(oid))
-        tables.append(_table_from_opt(oid, res, "postopt", grasp_id=part.column("grasp_id")))
+        tables.append(synthesis.grasps_table(oid, res, "postopt", grasp_id=part.column("grasp_id")))
         log.info("postopt: %d/%d %s: %d grasps (%.1f s)", k + 1, len(items), oid, len(rows), time.perf_counter() - t0)
     write_grasps(concat_tables(tables), out_dir / "grasps.parquet")
     return {"grasps": sum(t.num_rows for t in tables)}

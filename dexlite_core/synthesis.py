@@ -107,28 +107,13 @@ def contact_indices_for(hand: HandModel, field: ObjectField, q: torch.Tensor, k:
 
 
 def grasps_table(object_id: str, grasps: OptimisedGrasps, source: str, **columns):
-    """The optimised grasps as a grasp table (:mod:`dexlite_core.dataset` schema)."""
+    """The optimised grasps as a grasp table (:mod:`dexlite_core.dataset` schema).
+
+    ``grasp_id`` defaults to 0..B-1; any other grasp column can be given in `columns`.
+    """
     from .dataset import grasps_to_table
 
+    columns.setdefault("grasp_id", np.arange(len(grasps.q), dtype=np.int64))
     return grasps_to_table(
-        object_id,
-        grasps.q,
-        source,
-        grasp_id=np.arange(len(grasps.q)),
-        contact_idx=grasps.contact_idx.astype(np.int16),
-        **grasps.terms,
-        **columns,
+        object_id, grasps.q, source, contact_idx=grasps.contact_idx.astype(np.int16), **grasps.terms, **columns
     )
-
-
-def seed_object(obj, cfg, device: torch.device | str = "cpu", progress=None):
-    """Seed grasps for one ingested object: ``cfg.seed.grasps_per_object`` optimised poses.
-
-    Args: obj an :class:`~dexlite_core.objects.ObjectAsset`; cfg a :class:`PipelineConfig`.
-    Returns a grasp table (source "seed", energy terms and contact indices filled in).
-    """
-    device = torch.device(device)
-    field = object_field(obj, device)
-    seed = cfg.seed.seed + int(obj.meta.get("source_sha256", "0")[:8] or "0", 16) % 100_000
-    grasps = seed_grasps(obj.mesh, field, cfg.seed.grasps_per_object, cfg.seed, cfg.energy, seed, progress)
-    return grasps_table(obj.object_id, grasps, "seed")

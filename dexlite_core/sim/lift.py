@@ -92,6 +92,7 @@ import mujoco
 import numpy as np
 
 from dexlite_core.config import LiftConfig
+from dexlite_core.dataset import LIFT_COLUMNS
 from dexlite_core.hand.asset import POSE_DIM
 from dexlite_core.sim.scene import ObjectGeometry, Scene, build_scene
 
@@ -99,12 +100,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COLUMNS: tuple[str, ...] = (
-    "lift_success",
-    "lift_ratio",
-    "object_moved_at_contact",
-    "penetration_depth",
-    "six_dir_success",
-    "slip",
+    *LIFT_COLUMNS,  # the grasp table's lift columns, then diagnostics
     "n_contacts",
     "slip_deg",
     "object_rise",
