@@ -67,6 +67,10 @@ class AnnealingConfig:
     temperature_decay: float = 0.95
     annealing_period: int = 30
     switch_possibility: float = 0.5
+    # Not in the write-up: return each pose's lowest-energy state seen (step 0 included). At T0 = 18
+    # Metropolis accepts nearly every step of a 200-step run, so the last state of a good sample can
+    # be worse than where it started; the best state never is (in energy).
+    keep_best: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,9 @@ class DatasetConfig:
 
     require_lift: bool = True  # keep only grasps that passed the lift test
     max_per_object: int = 0  # 0 = all kept grasps of an object
+    # `dexlite run --rounds K` (the Dex1B loop): from round 2 the dataset is the previous round's plus
+    # that round's evaluated grasps of these sources that passed the lift test
+    feedback_sources: tuple[str, ...] = ("expanded",)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def _mean(df: pd.DataFrame, col: str) -> float | None:
     return float(df[col].astype(float).mean())
 
 
-def summarise(df: pd.DataFrame, n_contacts: int = 4, seconds: float | None = None) -> dict[str, Any]:
+def summarise(df: pd.DataFrame, n_contacts: int = 4, seconds_per_grasp: float | None = None) -> dict[str, Any]:
     """Figures for one group of evaluated grasps (columns of the grasp schema; `q` as arrays)."""
     q = np.stack(df["q"].to_numpy()) if len(df) else np.zeros((0, 28))
     out: dict[str, Any] = {
@@ -58,8 +58,8 @@ def summarise(df: pd.DataFrame, n_contacts: int = 4, seconds: float | None = Non
         "diversity_joint_entropy_bits": joint_entropy(q),
         "n_objects": int(df["object_id"].nunique()) if len(df) else 0,
     }
-    if seconds is not None and len(df):
-        out["seconds_per_grasp"] = seconds / len(df)
+    if seconds_per_grasp is not None:
+        out["seconds_per_grasp"] = seconds_per_grasp
     return out
 
 
@@ -86,63 +86,162 @@ def _histograms(groups: Mapping[str, pd.DataFrame]) -> str:
             if col in g and g[col].notna().any():
                 ax.hist(g[col].dropna().astype(float), bins=30, alpha=0.6, label=name)
         ax.set_title(col)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     data = _png_base64(fig)
     plt.close(fig)
     return f'<img src="data:image/png;base64,{data}">'
 
 
-def write_report(
-    out_dir: Path,
-    groups: Mapping[str, pd.DataFrame],
-    extra: Mapping[str, Any] | None = None,
-    pictures: Mapping[str, Path] | None = None,
+SOURCES = ("raw", "expanded", "postopt")
+ROUND_FIELDS = ("n", "success_rate", "six_direction_success_rate", "diversity_joint_entropy_bits")
+
+
+def evaluation(
+    df: pd.DataFrame,
+    val_ids: Sequence[str],
     seconds: Mapping[str, float] | None = None,
     n_contacts: int = 4,
 ) -> dict[str, Any]:
-    """Write `report.json` and `report.html` into `out_dir`; returns the JSON document.
+    """Figures of evaluated grasps `df` (grasp schema + lift columns), by source; `seconds`: seconds
+    per grasp to produce each source (e.g. post-optimisation), reported beside it.
 
-    `groups` maps a name ("raw", "postopt", ...) to its evaluated grasps; `pictures` maps a caption
-    to a PNG inside `out_dir`; `extra` goes into the JSON as is (commands, config digest, rounds).
+    The headline (top-level ``raw`` / ``expanded`` / ``postopt``) is computed on the validation
+    objects `val_ids` (never trained on) when any were evaluated, else on every object; the other
+    objects' figures go under ``train_objects``. ``per_object`` gives each object's rates.
+    """
+    val = df["object_id"].isin(list(val_ids))
+    head, rest = (df[val], df[~val]) if val.any() else (df, df.iloc[:0])
+    doc: dict[str, Any] = {"evaluated_on": "validation objects" if val.any() else "training objects"}
+    for src in SOURCES:
+        part = head[head["source"] == src]
+        if len(part):
+            doc[src] = summarise(part, n_contacts, (seconds or {}).get(src))
+    if len(rest):
+        doc["train_objects"] = {src: summarise(rest[rest["source"] == src], n_contacts)
+                                for src in SOURCES if (rest["source"] == src).any()}
+    doc["per_object"] = {
+        str(oid): {str(src): {"n": int(len(g)), "success_rate": _mean(g, "lift_success"),
+                              "validation": bool(oid in set(val_ids))}
+                   for src, g in part.groupby("source")}
+        for oid, part in df.groupby("object_id")
+    }  # fmt: skip
+    return doc
+
+
+def round_row(doc: Mapping[str, Any], round_no: int, dataset_grasps: int | None) -> dict[str, Any]:
+    """One line of the per-round table (the Dex1B loop): headline rates and diversity per source."""
+    row: dict[str, Any] = {"round": round_no, "dataset_grasps": dataset_grasps}
+    for src in SOURCES:
+        if src in doc:
+            row[src] = {k: doc[src].get(k) for k in ROUND_FIELDS}
+    return row
+
+
+def write_report(
+    out_dir: Path,
+    doc: Mapping[str, Any],
+    groups: Mapping[str, pd.DataFrame],
+    pictures: Mapping[str, Path] | None = None,
+) -> None:
+    """Write ``report.json`` (`doc`) and ``report.html`` into `out_dir`, atomically.
+
+    `doc` is :func:`evaluation`'s document plus run facts (``rounds``, ``seed``, ``lift_config``...);
+    `groups` the headline grasps per source (histograms); `pictures` caption -> PNG in `out_dir`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {
-        name: summarise(df, n_contacts, (seconds or {}).get(name)) for name, df in groups.items()
-    }
-    doc.update(extra or {})
-    tmp = out_dir / ".report.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2, default=float))
-    tmp.replace(out_dir / "report.json")
+    _atomic_text(out_dir / "report.json", json.dumps(doc, indent=2, default=_json_default))
 
-    rows = "".join(
-        f"<tr><th>{html.escape(name)}</th>"
-        + "".join(f"<td>{_fmt(doc[name].get(k))}</td>" for k in _COLUMNS)
-        + "</tr>"
-        for name in groups
-    )
-    head = "".join(f"<th>{html.escape(label)}</th>" for label in _COLUMNS.values())
+    def table(section: Mapping[str, Any], title: str) -> str:
+        head = "".join(f"<th>{html.escape(label)}</th>" for label in _COLUMNS.values())
+        rows = "".join(
+            f"<tr><th>{html.escape(src)}</th>" + "".join(f"<td>{_fmt(section[src].get(k))}</td>" for k in _COLUMNS)
+            + "</tr>" for src in SOURCES if src in section
+        )  # fmt: skip
+        return f"<h2>{html.escape(title)}</h2><table><tr><th>grasps</th>{head}</tr>{rows}</table>"
+
+    tables = table(doc, f"Evaluated on {doc.get('evaluated_on', 'all objects')}")
+    if doc.get("train_objects"):
+        tables += table(doc["train_objects"], "Training objects (seen in training)")
+    rounds = doc.get("rounds") or []
+    if len(rounds) > 1:
+        cells = "".join(f"<th>{s} success</th><th>{s} entropy</th>" for s in SOURCES)
+        body = "".join(
+            f"<tr><th>{r['round']}</th><td>{_fmt(r.get('dataset_grasps'))}</td>"
+            + "".join(f"<td>{_fmt((r.get(s) or {}).get('success_rate'))}</td>"
+                      f"<td>{_fmt((r.get(s) or {}).get('diversity_joint_entropy_bits'))}</td>" for s in SOURCES)
+            + "</tr>" for r in rounds
+        )  # fmt: skip
+        tables += f"<h2>Rounds</h2><table><tr><th>round</th><th>dataset grasps</th>{cells}</tr>{body}</table>"
     pics = "".join(
         f'<figure><img src="{html.escape(p.name)}" style="max-width:100%"><figcaption>{html.escape(c)}'
         "</figcaption></figure>"
         for c, p in (pictures or {}).items()
     )
-    extra_html = html.escape(json.dumps(extra or {}, indent=2, default=str))
+    run = {k: v for k, v in doc.items() if k not in (*SOURCES, "train_objects", "per_object", "rounds")}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>DexLite evaluation</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}
 td,th{{border:1px solid #999;padding:4px 8px;text-align:right}}</style></head><body>
 <h1>DexLite evaluation</h1>
-<p>Lift test: the hand closes on the object, lifts it 1 m; success when object rise / hand rise &gt; 0.9.
-Six-direction test: from the closed grasp, a 1 g push along &plusmn;x, &plusmn;y, &plusmn;z; success when
-the object moves &lt; 2 cm and turns &lt; 15&deg; in all six.</p>
-<table><tr><th>group</th>{head}</tr>{rows}</table>
-<h2>Distributions</h2>{_histograms(groups)}
+<p>Lift test (MuJoCo): the hand closes on the object and lifts it 1 m; success when object rise / hand
+rise &gt; 0.9. Six-direction test: from the closed grasp, a 1 g push along &plusmn;x, &plusmn;y,
+&plusmn;z; success when the object moves &lt; 2 cm and turns &lt; 15&deg; in all six. Raw: CVAE samples
+(z ~ N(0, I)); expanded: encoded dataset grasps with a perturbed latent; postopt: raw samples after the
+200-step post-optimisation.</p>
+{tables}
+<h2>Distributions ({html.escape(str(doc.get("evaluated_on", "")))})</h2>{_histograms(groups) if groups else ""}
 <h2>Grasps</h2>{pics}
-<h2>Run</h2><pre>{extra_html}</pre></body></html>"""
-    tmp = out_dir / ".report.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out_dir / "report.html")
-    return doc
+<h2>Run</h2><pre>{html.escape(json.dumps(run, indent=2, default=_json_default))}</pre></body></html>"""
+    _atomic_text(out_dir / "report.html", page)
+
+
+def render_markdown(doc: Mapping[str, Any]) -> str:
+    """``report.md``: the headline table and the per-round table as Markdown."""
+
+    def pct(x: Any) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.1f}%"
+
+    lines = ["# DexLite evaluation", ""]
+    o, s = doc.get("objects", {}), doc.get("seed", {})
+    if o:
+        lines.append(f"Objects: {o.get('ingested')} ingested, {o.get('kept_by_stability')} kept by the stability "
+                     "filter.")
+    if s:
+        lines.append(f"Seed grasps: {s.get('n')} lift-tested, success {pct(s.get('success_rate'))}, six-direction "
+                     f"{pct(s.get('six_direction_success_rate'))}.")
+    for title, section in ((f"Evaluated on {doc.get('evaluated_on')}", doc),
+                           ("Training objects", doc.get("train_objects") or {})):
+        if not any(src in section for src in SOURCES):
+            continue
+        lines += ["", f"## {title}", "", "| grasps | n | lift success | six-direction | joint entropy (bits) |",
+                  "| --- | --- | --- | --- | --- |"]
+        for src in SOURCES:
+            if src in section:
+                r = section[src]
+                ent = r.get("diversity_joint_entropy_bits")
+                lines.append(f"| {src} | {r['n']} | {pct(r.get('success_rate'))} | "
+                             f"{pct(r.get('six_direction_success_rate'))} | {'n/a' if ent is None else f'{ent:.2f}'} |")
+    rounds = doc.get("rounds") or []
+    if len(rounds) > 1:
+        lines += ["", "## Rounds", "", "| round | dataset grasps | raw | expanded | postopt |",
+                  "| --- | --- | --- | --- | --- |"]
+        for r in rounds:
+            cells = " | ".join(pct((r.get(src) or {}).get("success_rate")) for src in SOURCES)
+            lines.append(f"| {r['round']} | {r.get('dataset_grasps')} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return x.item()
+    return str(x)
 
 
 _COLUMNS = {

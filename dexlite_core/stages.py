@@ -111,6 +111,26 @@ class StageSpec:
     gpu: bool = False
     description: str = ""
     version: int = 1
+    feedback: tuple[str, ...] = ()
+
+
+PREVIOUS_SUFFIX = "@previous"
+
+
+def previous(stage: str) -> str:
+    """Input name of `stage`'s artifact from the previous round (``dataset@previous``)."""
+    return stage + PREVIOUS_SUFFIX
+
+
+def input_stage(name: str) -> str:
+    """The stage an input name refers to: ``dataset@previous`` -> ``dataset``."""
+    return name.removesuffix(PREVIOUS_SUFFIX)
+
+
+def input_names(spec: StageSpec, available: Iterable[str]) -> list[str]:
+    """The inputs of `spec` given what is `available`: its deps, plus its feedback inputs when present."""
+    have = set(available)
+    return list(spec.deps) + [previous(f) for f in spec.feedback if previous(f) in have]
 
 
 # ------------------------------------------------------------------------------------ the graph
@@ -269,7 +289,7 @@ def stage_key(spec: StageSpec, cfg: PipelineConfig, upstream_digests: Mapping[st
     missing = [d for d in spec.deps if d not in upstream_digests]
     if missing:
         raise KeyError(f"stage {spec.name!r}: no content digest for upstream {missing}")
-    inputs = {d: upstream_digests[d] for d in spec.deps}
+    inputs = {d: upstream_digests[d] for d in input_names(spec, upstream_digests)}
     if spec.extra_inputs is not None:
         inputs.update({f"file:{k}": v for k, v in spec.extra_inputs(cfg).items()})
     sections = cfg.digest(*spec.config) if spec.config else ""
@@ -760,42 +780,56 @@ def stage_lift(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 def stage_dataset(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
-    """The training set: lift-tested seed grasps (successes only unless ``dataset.require_lift``)."""
+    """The training set: lift-tested seed grasps (successes only unless ``dataset.require_lift``).
+
+    From round 2 of ``dexlite run --rounds K``: the previous round's dataset plus that round's
+    evaluated grasps of ``dataset.feedback_sources`` that passed the lift test (the Dex1B loop).
+    """
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from storage.parquet import read_grasps, write_grasps
+    from storage.parquet import concat_tables, read_grasps, write_grasps
 
-    table = read_grasps(inputs["lift"] / "grasps.parquet")
-    n_in = table.num_rows
-    if cfg.dataset.require_lift and n_in:
-        table = table.filter(pc.fill_null(table.column("lift_success"), False))
-    if cfg.dataset.max_per_object > 0 and table.num_rows:
-        import numpy as np
-
-        ids = np.asarray(table.column("object_id").to_pylist())
-        keep = np.zeros(len(ids), bool)
-        for o in np.unique(ids):
-            keep[np.flatnonzero(ids == o)[: cfg.dataset.max_per_object]] = True
-        table = table.filter(keep)
+    last = inputs.get(previous("dataset"))
+    if last is None:
+        round_no, added = 1, 0
+        table = read_grasps(inputs["lift"] / "grasps.parquet")
+        n_in = table.num_rows
+        if cfg.dataset.require_lift and n_in:
+            table = table.filter(pc.fill_null(table.column("lift_success"), False))
+        if cfg.dataset.max_per_object > 0 and table.num_rows:
+            ids = np.asarray(table.column("object_id").to_pylist())
+            keep = np.zeros(len(ids), bool)
+            for o in np.unique(ids):
+                keep[np.flatnonzero(ids == o)[: cfg.dataset.max_per_object]] = True
+            table = table.filter(keep)
+    else:
+        round_no = int(_read_json(last / "stats.json").get("round", 1)) + 1
+        table = read_grasps(last / "grasps.parquet")
+        fed = read_grasps(inputs[previous("evaluate")] / "grasps.parquet")
+        ok = pc.and_(pc.fill_null(fed.column("lift_success"), False),
+                     pc.is_in(fed.column("source"), value_set=pa.array(list(cfg.dataset.feedback_sources))))
+        fed = fed.filter(ok)
+        fed = fed.set_column(fed.schema.get_field_index("grasp_id"), "grasp_id",
+                             pc.add(fed.column("grasp_id"), round_no * 10_000_000))  # unique across rounds
+        n_in, added = table.num_rows + fed.num_rows, fed.num_rows
+        table = concat_tables([table, fed])
     per_object: dict[str, int] = {}
     for o in table.column("object_id").to_pylist():
         per_object[o] = per_object.get(o, 0) + 1
     write_grasps(table, out_dir / "grasps.parquet")
-    stats = {"grasps_in": n_in, "grasps": table.num_rows, "objects": len(per_object), "per_object": per_object}
+    stats = {"round": round_no, "grasps_in": n_in, "grasps": table.num_rows, "fed_back": added,
+             "objects": len(per_object), "per_object": per_object}
     _write_json(out_dir / "stats.json", stats)
     if table.num_rows == 0:
         raise RuntimeError(f"stage dataset: no grasp passed the lift test (of {n_in}); nothing to train on")
-    log.info("dataset: %d of %d grasps over %d objects", table.num_rows, n_in, len(per_object))
+    log.info("dataset (round %d): %d of %d grasps over %d objects, %d fed back", round_no, table.num_rows, n_in,
+             len(per_object), added)
     return {k: v for k, v in stats.items() if k != "per_object"}
 
 
 # -------------------------------------------------------------------------------- 6. train
-
-
-def model_cloud(points: Any, n_points: int) -> Any:
-    """The cloud the CVAE sees: the first ``train.n_points`` of the object's points (the ingest
-    stores them in farthest-point order, so a prefix is an even subsample); all when n >= 2048."""
-    return points[: max(1, int(n_points))]
 
 
 def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], device: Any,
@@ -807,7 +841,7 @@ def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], de
     from dexlite_core.dataset import table_q
     from dexlite_core.objects import load_object
     from dexlite_core.synthesis import object_field
-    from dexlite_core.train import TrainingData
+    from dexlite_core.train import TrainingData, model_cloud
 
     ids = list(object_ids)
     pos = {o: i for i, o in enumerate(ids)}
@@ -875,36 +909,18 @@ def stage_train(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Pa
 # ------------------------------------------------------------------------------- 7. sample
 
 
-def load_cvae(checkpoint: Path, device: Any, train_cfg: Any = None) -> Any:
-    """The trained :class:`dexlite_core.models.GraspCVAE` of a ``checkpoint.pt``, in eval mode."""
-    import torch
-
-    from dexlite_core.config import TrainConfig
-
-    models = _need("sample", "dexlite_core.models.GraspCVAE", lambda: importlib.import_module("dexlite_core.models"))
-    ckpt = torch.load(checkpoint, map_location=device, weights_only=False)
-    if train_cfg is None:
-        saved = ckpt.get("config") or {}
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        train_cfg = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
-    model = models.GraspCVAE.from_config(train_cfg).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
-
-
 def _sample_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
-    """Pure synthesis (``GraspCVAE.sample``: z ~ N(0, I)) and dataset expansion (``GraspCVAE.expand``:
-    the dataset grasps encoded, their latents perturbed by ``sample.latent_noise``, decoded)."""
+    """Pure synthesis (z ~ N(0, I)) on ``sample.objects`` and dataset expansion of their dataset
+    grasps (encoded, latent perturbed by ``sample.latent_noise``, decoded): :mod:`dexlite_core.sampling`."""
     import numpy as np
-    import torch
 
     from dexlite_core.dataset import grasps_to_table, table_q
     from dexlite_core.objects import load_object
     from storage.parquet import concat_tables, read_grasps, write_grasps
 
-    models = _need("sample", "dexlite_core.models", lambda: importlib.import_module("dexlite_core.models"))
-    device = _setup_torch(cfg)
-    model = load_cvae(inputs["train"] / "checkpoint.pt", device, cfg.train)
+    sampling = _need("sample", "dexlite_core.sampling.GraspSampler",
+                     lambda: importlib.import_module("dexlite_core.sampling"))
+    sampler = sampling.GraspSampler.load(inputs["train"] / "checkpoint.pt", _setup_torch(cfg))
     split = _read_json(inputs["train"] / "split.json")
     data = read_grasps(inputs["dataset"] / "grasps.parquet")
     data_ids = np.asarray(data.column("object_id").to_pylist())
@@ -915,19 +931,14 @@ def _sample_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
     t0 = time.perf_counter()
     for k, oid in enumerate(ids):
         obj = load_object(_objects_root(inputs) / oid)
-        cloud = torch.as_tensor(model_cloud(np.asarray(obj.points), cfg.train.n_points), dtype=torch.float32,
-                                device=device)
-        gen = torch.Generator(device="cpu").manual_seed(sc.seed + _stable_int(oid))
+        seed = sc.seed + _stable_int(oid)
         base = k * 1_000_000
         if sc.n_per_object > 0:
-            q = model.sample(cloud, sc.n_per_object, generator=gen).reshape(-1, 28)
+            q = sampler.sample(obj, sc.n_per_object, seed=seed)
             tables.append(grasps_to_table(oid, q, "raw", grasp_id=base + np.arange(len(q))))
         rows = np.flatnonzero(data_ids == oid)
         if sc.expand_per_grasp > 0 and len(rows):
-            q0 = torch.as_tensor(table_q(data.take(rows)), device=device)
-            assoc = models.associated_point_index(cloud[None].expand(len(q0), -1, -1), q0)
-            q = model.expand(cloud, q0, assoc, sc.expand_per_grasp, z_noise=sc.latent_noise,
-                             generator=gen).reshape(-1, 28)
+            q = sampler.expand(obj, table_q(data.take(rows)), sc.expand_per_grasp, sc.latent_noise, seed=seed + 1)
             tables.append(grasps_to_table(oid, q, "expanded", grasp_id=base + 500_000 + np.arange(len(q))))
         log.info("sample: %d/%d %s (%.1f s)", k + 1, len(ids), oid, time.perf_counter() - t0)
     table = concat_tables(tables)
@@ -950,36 +961,38 @@ def _postopt_items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
 
 
 def _postopt_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[str]) -> dict:
-    import torch
-
-    load_object = _need("postopt", "dexlite_core.objects.load_object",
-                        lambda: importlib.import_module("dexlite_core.objects").load_object)
-    synthesis = _need("postopt", "dexlite_core.synthesis.optimise",
-                      lambda: importlib.import_module("dexlite_core.synthesis"))
     from dexlite_core.dataset import table_q
+    from dexlite_core.objects import load_object
     from storage.parquet import concat_tables, write_grasps
 
+    sampling = _need("postopt", "dexlite_core.sampling.postoptimise",
+                     lambda: importlib.import_module("dexlite_core.sampling"))
+    synthesis = importlib.import_module("dexlite_core.synthesis")
     device = _setup_torch(cfg)
     sampled = _read_for(inputs["sample"] / "grasps.parquet", items)
     ids = sampled.column("object_id").to_pylist()
     tables = []
+    t_shard = time.perf_counter()
     for k, oid in enumerate(items):
         t0 = time.perf_counter()
-        rows = [i for i, o in enumerate(ids) if o == oid]
-        part = sampled.take(rows)
+        part = sampled.take([i for i, o in enumerate(ids) if o == oid])
         obj = load_object(_objects_root(inputs) / oid)
-        field = synthesis.object_field(obj, device)
-        q0 = torch.as_tensor(table_q(part), device=device)
-        hand = synthesis.hand_on(str(device), q0.dtype)
-        idx0 = synthesis.contact_indices_for(hand, field, q0, cfg.energy.n_contacts)
-        res = synthesis.optimise(field, q0, idx0, cfg.postopt, cfg.energy, seed=_stable_int(oid))
+        res = sampling.postoptimise(obj, table_q(part), cfg.postopt, cfg.energy, device, seed=_stable_int(oid))
         tables.append(synthesis.grasps_table(oid, res, "postopt", grasp_id=part.column("grasp_id")))
-        log.info("postopt: %d/%d %s: %d grasps (%.1f s)", k + 1, len(items), oid, len(rows), time.perf_counter() - t0)
+        log.info("postopt: %d/%d %s: %d grasps (%.1f s)", k + 1, len(items), oid, part.num_rows,
+                 time.perf_counter() - t0)
     write_grasps(concat_tables(tables), out_dir / "grasps.parquet")
-    return {"grasps": sum(t.num_rows for t in tables)}
+    n = sum(t.num_rows for t in tables)
+    _write_json(out_dir / "timing.json", {"grasps": n, "seconds": time.perf_counter() - t_shard})
+    return {"grasps": n}
 
 
 def _postopt_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
+    """Merged grasps; ``timing.json`` sums the shards' optimisation time (CPU-seconds of one worker
+    each, so seconds per grasp is comparable across worker counts)."""
+    timings = [_read_json(d / "timing.json") for d in dirs if (d / "timing.json").is_file()]
+    _write_json(out_dir / "timing.json", {"grasps": sum(t["grasps"] for t in timings),
+                                          "seconds": sum(t["seconds"] for t in timings)})
     return {"grasps": _merge_grasps(dirs, out_dir / "grasps.parquet")}
 
 
@@ -1023,59 +1036,62 @@ def _evaluate_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: l
     return {"grasps": table.num_rows}
 
 
-def _mean(table: Any, col: str) -> float:
-    import pyarrow.compute as pc
-
-    v = pc.mean(table.column(col)).as_py() if table.num_rows else None
-    return float("nan") if v is None else float(v)
-
-
 def _evaluate_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
-    import pyarrow.compute as pc
-
+    """Merged evaluated grasps and the report (:mod:`dexlite_core.report`): ``report.json``,
+    ``report.html`` (tables, histograms, pictures of held and dropped grasps), ``report.md``."""
+    from dexlite_core import report as rep
     from storage.parquet import read_grasps
 
     _merge_grasps(dirs, out_dir / "grasps.parquet")
-    table = read_grasps(out_dir / "grasps.parquet")
-    by_source = {}
-    for src in ("raw", "expanded", "postopt"):
-        part = table.filter(pc.equal(table.column("source"), src))
-        if part.num_rows:
-            by_source[src] = {**_rates(part), "mean_energy": _mean(part, "energy"),
-                              "mean_penetration_depth": _mean(part, "penetration_depth")}
-    report = {
+    df = read_grasps(out_dir / "grasps.parquet").to_pandas()
+    split = _read_json(inputs["train"] / "split.json")
+    timing_file = inputs["postopt"] / "timing.json"
+    timing = _read_json(timing_file) if timing_file.is_file() else {}
+    seconds = {"postopt": timing["seconds"] / timing["grasps"]} if timing.get("grasps") else {}
+    doc = rep.evaluation(df, split["val"], seconds, cfg.energy.n_contacts)
+    stats = _read_json(inputs["dataset"] / "stats.json")
+    last = inputs.get(previous("evaluate"))
+    rounds = list(_read_json(last / "report.json").get("rounds", [])) if last is not None else []
+    rounds.append(rep.round_row(doc, int(stats.get("round", 1)), stats.get("grasps")))
+    doc.update({
+        "rounds": rounds,
         "objects": {"ingested": len(_object_ids(inputs)), "kept_by_stability": len(_kept_ids(inputs))},
         "seed": _read_json(inputs["lift"] / "lift.json"),
-        "train": {k: v for k, v in _read_json(inputs["train"] / "split.json").items()},
-        "evaluation": by_source,
+        "train": split,
         "lift_config": dataclasses.asdict(cfg.lift),
-    }
-    _write_json(out_dir / "report.json", report)
-    (out_dir / "report.md").write_text(render_report(report))
-    return {src: {k: v for k, v in r.items() if k in ("n", "success_rate", "six_direction_success_rate")}
-            for src, r in by_source.items()}
+    })  # fmt: skip
+    in_val = df["object_id"].isin(split["val"])
+    head = df[in_val] if in_val.any() else df
+    groups = {str(src): g for src, g in head.groupby("source")}
+    rep.write_report(out_dir, doc, groups, _report_pictures(inputs, head, out_dir))
+    (out_dir / "report.md").write_text(rep.render_markdown(doc))
+    return {src: {k: doc[src][k] for k in ("n", "success_rate", "six_direction_success_rate")}
+            for src in rep.SOURCES if src in doc}
 
 
-def render_report(report: Mapping[str, Any]) -> str:
-    """Markdown report of the final evaluation."""
-    def pct(x: Any) -> str:
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+def _report_pictures(inputs: Inputs, df: Any, out_dir: Path, per_kind: int = 2) -> dict[str, Path]:
+    """Pictures of the first `per_kind` held and dropped grasps of each source (caption -> PNG)."""
+    import numpy as np
 
-    lines = ["# DexLite evaluation", ""]
-    o = report.get("objects", {})
-    lines.append(f"Objects: {o.get('ingested')} ingested, {o.get('kept_by_stability')} kept by the stability filter.")
-    s = report.get("seed", {})
-    lines.append(f"Seed grasps: {s.get('n')} lift-tested, success {pct(s.get('success_rate'))}, "
-                 f"six-direction {pct(s.get('six_direction_success_rate'))}.")
-    t = report.get("train", {})
-    lines += [f"CVAE objects: {len(t.get('train', []))} train, {len(t.get('val', []))} validation.", "",
-              "| grasps | n | lift success | six-direction | mean energy |", "| --- | --- | --- | --- | --- |"]
-    for src, r in report.get("evaluation", {}).items():
-        energy = r.get("mean_energy")
-        energy_txt = "n/a" if energy is None or math.isnan(energy) else f"{energy:.3g}"
-        lines.append(f"| {src} | {r['n']} | {pct(r['success_rate'])} | {pct(r['six_direction_success_rate'])} "
-                     f"| {energy_txt} |")
-    return "\n".join(lines) + "\n"
+    from dexlite_core.objects import load_object
+    from dexlite_core.viz import render_png
+
+    pictures: dict[str, Path] = {}
+    for src, part in df.groupby("source"):
+        for held in (True, False):
+            pick = part[part["lift_success"].fillna(False).astype(bool) == held].head(per_kind)
+            for _, row in pick.iterrows():
+                kind = "held" if held else "dropped"
+                name = f"{src}-{kind}-{row['object_id']}-{int(row['grasp_id'])}.png"
+                try:
+                    obj = load_object(_objects_root(inputs) / row["object_id"])
+                    render_png(obj.mesh, np.asarray(row["q"])[None], out_dir / name)
+                except Exception as e:  # noqa: BLE001 - a picture must not sink the report
+                    log.warning("report picture %s failed: %s", name, e)
+                    continue
+                caption = f"{src}, {kind}: {row['object_id']} grasp {int(row['grasp_id'])}"
+                pictures[f"{caption} (lift ratio {row['lift_ratio']:.2f})"] = out_dir / name
+    return pictures
 
 
 def stage_evaluate(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
@@ -1109,6 +1125,7 @@ STAGES: dict[str, StageSpec] = {
     ),
     "dataset": StageSpec(
         "dataset", stage_dataset, deps=("lift",), config=("dataset",), code=("dataset",),
+        feedback=("dataset", "evaluate"),
         description="Parquet training set of lift-tested grasps",
     ),
     "train": StageSpec(
@@ -1118,18 +1135,18 @@ STAGES: dict[str, StageSpec] = {
     ),
     "sample": StageSpec(
         "sample", stage_sample, deps=("objects", "dataset", "train"), config=("sample",),
-        code=("models",),
+        code=("models", "sampling", "train"),
         description="pure synthesis + dataset expansion from the CVAE",
     ),
     "postopt": StageSpec(
         "postopt", stage_postopt, deps=("objects", "sample"), config=("postopt", "energy"),
-        code=("synthesis", "energy", "optim", "hand"),
+        code=("sampling", "synthesis", "energy", "optim", "hand"),
         shards=Shards(_postopt_items, _postopt_shard, _postopt_merge),
         description="post-optimisation of the samples (200 steps)",
     ),
     "evaluate": StageSpec(
-        "evaluate", stage_evaluate, deps=("objects", "stability", "lift", "train", "sample", "postopt"),
-        config=("lift", "evaluate"), code=("sim", "dataset"),
+        "evaluate", stage_evaluate, deps=("objects", "stability", "lift", "dataset", "train", "sample", "postopt"),
+        config=("lift", "evaluate", "energy"), code=("sim", "dataset", "report"), feedback=("evaluate",),
         shards=Shards(_evaluate_items, _evaluate_shard, _evaluate_merge),
         description="final lift-test evaluation and report",
     ),

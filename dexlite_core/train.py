@@ -60,6 +60,12 @@ class TrainingData:
         return int(self.q.shape[0])
 
 
+def model_cloud(points: np.ndarray, n_points: int) -> np.ndarray:
+    """The cloud the CVAE sees: the first `n_points` of an object's points `(2048, 3)` (ingest
+    stores them in farthest-point order, so a prefix is an even subsample) -> `(n_points, 3)`."""
+    return np.asarray(points)[: max(1, int(n_points))]
+
+
 def split_objects(object_ids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
     """Validation objects: those whose hash falls below `val_fraction` (so adding objects never
     moves an existing one across the split); at least one when there are two or more objects."""

@@ -74,9 +74,9 @@ def _print_runs(result: dict) -> None:
     rows = result.get("stages", {})
     if not rows:
         return
-    typer.echo(f"{'stage':<10} {'status':<7} {'seconds':>8}  artifact")
+    typer.echo(f"{'stage':<17} {'status':<7} {'seconds':>8}  artifact")
     for name, r in rows.items():
-        typer.echo(f"{name:<10} {r['status']:<7} {r['seconds']:>8.1f}  {r['path']}")
+        typer.echo(f"{name:<17} {r['status']:<7} {r['seconds']:>8.1f}  {r['path']}")
 
 
 def _run_flow(flow_fn: Any, out: Path, **params: Any) -> None:
@@ -98,13 +98,15 @@ def run(
     workers: Annotated[int | None, typer.Option(help="parallel tasks")] = None,
     dask_address: Annotated[str | None, typer.Option(help="tcp://host:8786 of a dask scheduler")] = None,
     force: Annotated[list[str] | None, typer.Option(help="rebuild this stage even if cached")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Dex1B loop, K rounds: from round 2 the validated expanded "
+                                                    "grasps join the dataset, then retrain, sample, evaluate")] = 1,
 ) -> None:
     """Run the whole DAG; stages whose artifacts exist for this config are reused."""
     cfg = _config(config, set_, task_runner=runner, workers=workers, dask_address=dask_address)
     _setup_prefect(out)
     from flows.pipeline import dexlite_flow
 
-    _run_flow(dexlite_flow, out, config=cfg.to_dict(), force=force or None)
+    _run_flow(dexlite_flow, out, config=cfg.to_dict(), force=force or None, rounds=rounds)
 
 
 @app.command()
@@ -469,40 +471,31 @@ def sample(
     _quiet_logging()
     cfg = _config(config, set_)
     import numpy as np
-    import torch
 
     from dexlite_core.dataset import grasps_to_table
     from dexlite_core.device import resolve_device
     from dexlite_core.objects import load_object
-    from dexlite_core.stages import CoreNotAvailable, load_cvae, model_cloud
-    from dexlite_core.synthesis import contact_indices_for, hand_on, object_field, optimise
+    from dexlite_core.sampling import GraspSampler, postoptimise
+    from dexlite_core.synthesis import grasps_table
     from storage.parquet import concat_tables, write_grasps
 
     dirs = [objects] if (objects / "_SUCCESS").is_file() else sorted(p.parent for p in objects.glob("*/_SUCCESS"))
     if not dirs:
         _fail(f"{objects}: no object folder (with _SUCCESS) found")
-    if not checkpoint.is_file():
-        _fail(f"{checkpoint}: no such checkpoint")
     device = resolve_device(cfg.dag.device)
     try:
-        model = load_cvae(checkpoint, device)
-    except CoreNotAvailable as e:
+        sampler = GraspSampler.load(checkpoint, device)
+    except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    n_points = int((torch.load(checkpoint, map_location="cpu", weights_only=False).get("config") or {}).get(
-        "n_points", cfg.train.n_points))
     tables = []
     for d in dirs:
         obj = load_object(d)
-        cloud = torch.as_tensor(model_cloud(np.asarray(obj.points), n_points), dtype=torch.float32, device=device)
-        gen = torch.Generator().manual_seed(seed)
-        q = model.sample(cloud, n, generator=gen).reshape(-1, 28)
-        tables.append(grasps_to_table(obj.object_id, q, "raw", grasp_id=np.arange(n)))
+        q = sampler.sample(obj, n, seed=seed)
+        ids = np.arange(n)
+        tables.append(grasps_to_table(obj.object_id, q, "raw", grasp_id=ids))
         if postopt:
-            field = object_field(obj, device)
-            idx = contact_indices_for(hand_on(str(device)), field, q, cfg.energy.n_contacts)
-            res = optimise(field, q, idx, cfg.postopt, cfg.energy, seed=seed)
-            tables.append(grasps_to_table(obj.object_id, res.q, "postopt", grasp_id=np.arange(n),
-                                          contact_idx=res.contact_idx, **dict(res.terms)))
+            res = postoptimise(obj, q, cfg.postopt, cfg.energy, device, seed=seed)
+            tables.append(grasps_table(obj.object_id, res, "postopt", grasp_id=ids))
         typer.echo(f"{obj.object_id}: {n} grasps{' (+ post-optimised)' if postopt else ''}", err=True)
     write_grasps(concat_tables(tables), out)
     typer.echo(str(out))

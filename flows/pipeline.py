@@ -39,6 +39,8 @@ from dexlite_core.stages import (
     CoreNotAvailable,
     StageFault,
     get_stages,
+    input_names,
+    previous,
     shard_items,
     stage_key,
     store_root,
@@ -120,8 +122,12 @@ def _record(out: Path, runs: dict[str, StageRun]) -> None:
 
 
 def execute(cfg: PipelineConfig, out: str | os.PathLike[str], targets: list[str] | None = None,
-            force: list[str] | None = None, store: str | None = None) -> dict[str, Any]:
+            force: list[str] | None = None, store: str | None = None, rounds: int = 1) -> dict[str, Any]:
     """Run ``targets`` (default: every stage) and whatever upstream is missing or stale, inside a flow.
+
+    ``rounds`` > 1 repeats the stages that read the previous round (``StageSpec.feedback``: the
+    dataset grows by the validated expanded grasps, the CVAE retrains, samples are drawn and
+    evaluated again) and everything downstream of them; round r's runs are named ``<stage>@round<r>``.
 
     Returns ``{"store": root, "stages": {name: StageRun as dict}}``; raises :class:`StageFailed`.
     """
@@ -142,18 +148,26 @@ def execute(cfg: PipelineConfig, out: str | os.PathLike[str], targets: list[str]
     t_run = time.perf_counter()
     logger.info("DAG: %s (artifacts in %s, task runner %s x%d)", " -> ".join(order), art.url,
                 cfg.dag.task_runner, cfg.dag.workers)
+    rounds = max(1, int(rounds))
     with contextlib.ExitStack() as stack:
         runner: TaskRunner | None = None
-        for i, name in enumerate(order, 1):
+        for rnd, i, name in ((r, i, n) for r in range(1, rounds + 1) for i, n in enumerate(order, 1)):
             spec = stages[name]
+            if rnd > 1 and i == 1:  # a new round: the last round's artifacts become "<stage>@previous"
+                last = {n: (keys[n], digests[n]) for n in order}
+                keys.update({previous(n): k for n, (k, _) in last.items()})
+                digests.update({previous(n): d for n, (_, d) in last.items()})
             key = stage_key(spec, cfg, digests)
-            inputs = {d: keys[d] for d in spec.deps}
-            if name in force and art.is_complete(name, key):
+            if rnd > 1 and key == keys.get(name):
+                continue  # upstream of the loop: same artifact as last round
+            label = name if rnd == 1 else f"{name}@round{rnd}"
+            inputs = {d: keys[d] for d in input_names(spec, keys)}
+            if rnd == 1 and name in force and art.is_complete(name, key):
                 logger.info("stage %s: --force, removing %s", name, art.stage_dir(name, key))
                 art.remove(name, key)
             cached = art.is_complete(name, key)
             t0 = time.perf_counter()
-            logger.info("[%d/%d] stage %s: %s (key %s)", i, len(order), name,
+            logger.info("[%d/%d] stage %s: %s (key %s)", i, len(order), label,
                         "cached" if cached else "running", key)
             try:
                 if cached:
@@ -206,10 +220,10 @@ def execute(cfg: PipelineConfig, out: str | os.PathLike[str], targets: list[str]
                 raise StageFailed(name, e) from e
             digests[name] = ptr["digest"]
             keys[name] = key
-            runs[name] = StageRun(name, key, "cached" if cached else "ran", round(time.perf_counter() - t0, 2),
-                                  ptr["path"], ptr.get("summary") or {})
-            logger.info("[%d/%d] stage %s: %s in %.1f s -> %s %s", i, len(order), name, runs[name].status,
-                        runs[name].seconds, ptr["path"], _short(ptr.get("summary")))
+            runs[label] = StageRun(label, key, "cached" if cached else "ran", round(time.perf_counter() - t0, 2),
+                                   ptr["path"], ptr.get("summary") or {})
+            logger.info("[%d/%d] stage %s: %s in %.1f s -> %s %s", i, len(order), label, runs[label].status,
+                        runs[label].seconds, ptr["path"], _short(ptr.get("summary")))
             _record(out_dir, runs)
     logger.info("DAG done in %.1f s: %d ran, %d cached", time.perf_counter() - t_run,
                 sum(r.status == "ran" for r in runs.values()), sum(r.status == "cached" for r in runs.values()))
@@ -254,10 +268,11 @@ def resolve(config: dict | None, config_file: str | None, overrides: dict | None
 @flow(name="dexlite", log_prints=True)
 def dexlite_flow(config: dict | None = None, config_file: str | None = None, out: str = "runs/default",
                  overrides: dict | None = None, targets: list[str] | None = None, force: list[str] | None = None,
-                 store: str | None = None) -> dict:
-    """The whole DAG (or ``targets`` and their upstream): ingest -> ... -> evaluation report."""
+                 store: str | None = None, rounds: int = 1) -> dict:
+    """The whole DAG (or ``targets`` and their upstream): ingest -> ... -> evaluation report; with
+    ``rounds`` > 1 the Dex1B loop (see :func:`execute`)."""
     cfg = resolve(config, config_file, overrides)
-    return execute(cfg, out, targets=targets, force=force, store=store)
+    return execute(cfg, out, targets=targets, force=force, store=store, rounds=rounds)
 
 
 def _stage_flow(name: str) -> Any:

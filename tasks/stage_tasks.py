@@ -28,7 +28,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 from dexlite_core.config import PipelineConfig
-from dexlite_core.stages import StageSpec, artifact_digest, check_fault, code_hash, get_stages
+from dexlite_core.stages import StageSpec, artifact_digest, check_fault, code_hash, get_stages, input_stage
 from storage.artifacts import ArtifactStore, hash_json
 
 SHARD_SUFFIX = ".shards"
@@ -52,14 +52,16 @@ def work_dir(store: ArtifactStore, stage: str, key: str) -> Path | None:
 
 
 def local_inputs(store: ArtifactStore, inputs: dict[str, str]) -> dict[str, Path]:
-    """Upstream artifact folders as local paths (``inputs``: stage -> key). Remote stores (fsspec
-    URLs) are copied once into a local cache folder."""
+    """Upstream artifact folders as local paths (``inputs``: input name -> key; a name is a stage, or
+    ``<stage>@previous`` for the previous round's). Remote stores (fsspec URLs) are copied once into
+    a local cache folder."""
     out = {}
-    for stage, key in inputs.items():
+    for name, key in inputs.items():
+        stage = input_stage(name)
         if not store.is_complete(stage, key):
             raise FileNotFoundError(f"upstream artifact {stage}/{key} is not committed in {store.url}")
         if store.local_root is not None:
-            out[stage] = store.local_root / stage / key
+            out[name] = store.local_root / stage / key
             continue
         cache = Path(os.environ.get("DEXLITE_CACHE", Path(tempfile.gettempdir()) / "dexlite-cache"))
         dest = cache / stage / key
@@ -69,7 +71,7 @@ def local_inputs(store: ArtifactStore, inputs: dict[str, str]) -> dict[str, Path
             store.fs.get(str(store.stage_dir(stage, key)).rstrip("/") + "/", str(tmp), recursive=True)
             shutil.rmtree(dest, ignore_errors=True)
             os.replace(tmp, dest)
-        out[stage] = dest
+        out[name] = dest
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -67,12 +68,33 @@ def test_metropolis_acceptance():
 def test_annealing_accepts_worse_steps_when_hot_and_rarely_when_cold(hand32):
     mesh = trimesh.creation.icosphere(radius=0.04)
     q0, idx0 = initial_poses(hand32, mesh, 64, SeedConfig())
-    hot = _optimizer(hand32, AnnealingConfig(starting_temperature=1e3)).run(q0, idx0, n_iter=5)
-    cold = _optimizer(hand32, AnnealingConfig(starting_temperature=1e-6)).run(q0, idx0, n_iter=40)
+    hot = _optimizer(hand32, AnnealingConfig(starting_temperature=1e3, keep_best=False)).run(q0, idx0, n_iter=5)
+    cold = _optimizer(hand32, AnnealingConfig(starting_temperature=1e-6, keep_best=False)).run(q0, idx0, n_iter=40)
     assert hot.accepted.float().mean() > 0.9  # nearly all proposals pass, better or worse
     # when cold the energy never goes up: every pose is at or below its start
     start = grasp_energy(hand32, sphere_field(0.04, dtype=torch.float32), q0, idx0).total
     assert (cold.terms.total <= start + 1e-5).all()
+
+
+def test_keep_best_returns_each_poses_lowest_energy_visit(hand32):
+    mesh = trimesh.creation.icosphere(radius=0.04)
+    field = sphere_field(0.04, dtype=torch.float32)
+    q_init, idx_init = initial_poses(hand32, mesh, 32, SeedConfig())
+    # start near a minimum (as post-optimisation does), where a hot chain has room to get worse
+    near = _optimizer(hand32, AnnealingConfig(starting_temperature=1e-3, keep_best=False)).run(q_init, idx_init, 150)
+    q0, idx0 = near.q, near.idx
+    start = grasp_energy(hand32, field, q0, idx0).total
+    hot = AnnealingConfig(starting_temperature=1e3, n_iter=30)
+    chain = _optimizer(hand32, dataclasses.replace(hot, keep_best=False)).run(q0, idx0)
+    best = _optimizer(hand32, hot).run(q0, idx0)
+    # a hot chain wanders: some poses end above their start; the best visit never does
+    assert (chain.terms.total > start + 1e-4).any()
+    assert (best.terms.total <= start + 1e-5).all()
+    assert (best.terms.total <= chain.terms.total + 1e-5).all()
+    assert (best.terms.total < chain.terms.total - 1e-4).any()
+    # the returned terms belong to the returned (q, idx)
+    again = grasp_energy(hand32, field, best.q, best.idx).total
+    torch.testing.assert_close(again, best.terms.total, rtol=1e-4, atol=1e-4)
 
 
 def test_contact_switching_rate(hand32):

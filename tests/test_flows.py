@@ -113,7 +113,7 @@ TOY_SOURCE = textwrap.dedent('''
     TOY_STAGES = {
         name: StageSpec(name, _plain(name), deps=spec.deps, config=spec.config,
                         shards=_sharded(name) if spec.shards is not None else None,
-                        resumable=spec.resumable, gpu=spec.gpu, description=f"toy {name}")
+                        resumable=spec.resumable, gpu=spec.gpu, feedback=spec.feedback, description=f"toy {name}")
         for name, spec in STAGES.items()
     }
 ''')
@@ -221,7 +221,7 @@ def test_first_run_builds_every_stage_in_order(first_run: dict) -> None:
     assert len({ln.split("pid=")[1].split()[0] for ln in first_run["log"].read_text().splitlines()
                 if "-shard start" in ln}) == 2  # dag.workers=2 processes, one pool for every stage
     for name in STAGE_NAMES:
-        assert f"{name:<10} ran" in first_run["stdout"]
+        assert f"{name:<17} ran" in first_run["stdout"]
     _verify_store(first_run["out"] / "artifacts")
     # Prefect state and results live under <out>/.prefect; results are small JSON pointers
     results = [f for f in (first_run["out"] / ".prefect" / "storage").rglob("*") if f.is_file()]
@@ -238,7 +238,7 @@ def test_second_run_is_all_cached_and_fast(first_run: dict, toy_dir: Path, prefe
                          _env(toy_dir, prefect_server, log))
     _check(p)
     assert executed(log) == [], "a cached stage ran again"
-    assert all(f"{n:<10} cached" in p.stdout for n in STAGE_NAMES)
+    assert all(f"{n:<17} cached" in p.stdout for n in STAGE_NAMES)
     assert p.stderr.count("Finished in state Cached") == len(STAGE_NAMES)  # Prefect cache hits
     assert seconds < 0.5 * first_run["seconds"], (seconds, first_run["seconds"])
 
@@ -261,6 +261,27 @@ def test_config_change_reruns_only_dependent_stages(first_run: dict, toy_dir: Pa
         states = json.loads(p.stdout)["stages"]
         assert [s["state"] for s in states] == ["done"] * len(STAGE_NAMES)
         assert all(Path(s["path"]).is_dir() for s in states)
+
+
+def test_rounds_rerun_the_feedback_loop_only(first_run: dict, toy_dir: Path, prefect_server: str) -> None:
+    """`dexlite run --rounds 3`: round 1 is the cached run; rounds 2 and 3 rerun dataset -> evaluate,
+    each reading the previous round; a second `--rounds 3` is all cached."""
+    log = first_run["out"] / "toy-rounds.log"
+    env = _env(toy_dir, prefect_server, log)
+    args = ["run", "--out", str(first_run["out"]), "--set", "dag.shard_size=2", "--rounds", "3", "--runner", "thread"]
+    p, _ = dexlite(args, env)
+    _check(p)
+    loop = ["dataset", "train", "sample", "postopt", "evaluate"]
+    assert executed(log) == loop + loop
+    for n in loop:
+        assert f"{n + '@round2':<17} ran" in p.stdout and f"{n + '@round3':<17} ran" in p.stdout
+    dataset_dir = first_run["out"] / "artifacts" / "dataset"
+    manifests = [json.loads(m.read_text()) for m in dataset_dir.glob("*/manifest.json")]
+    assert any("dataset@previous" in m.get("inputs", {}) for m in manifests), manifests[:1]
+    log.unlink()
+    p, _ = dexlite(args, env)
+    _check(p)
+    assert executed(log) == []
 
 
 def test_injected_fault_names_stage_and_rerun_resumes(first_run: dict, toy_dir: Path, prefect_server: str) -> None:
@@ -434,11 +455,15 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
         raise AssertionError(p.stderr[-6000:])
     assert seconds < 600, f"tiny DAG took {seconds:.0f} s"
     assert set(states.values()) == {"done"}
-    report = json.loads(next((out / "artifacts" / "evaluate").glob("*/report.json")).read_text())
-    assert "postopt" in report["evaluation"]
+    report_dir = next((out / "artifacts" / "evaluate").glob("*/report.json")).parent
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["raw"]["n"] > 0 and report["postopt"]["n"] > 0
+    assert 0.0 <= report["postopt"]["success_rate"] <= 1.0
+    assert report["evaluated_on"] == "validation objects"
+    assert "<table>" in (report_dir / "report.html").read_text()
     p2, seconds2 = dexlite(["run", "--config", tiny, "--out", str(out)], env, cwd=tmp_path)
     _check(p2)
-    assert all(f"{n:<10} cached" in p2.stdout for n in STAGE_NAMES)
+    assert all(f"{n:<17} cached" in p2.stdout for n in STAGE_NAMES)
     assert seconds2 < 0.5 * seconds
 
 

@@ -10,6 +10,8 @@ device. Each step t (all quantities per pose unless said):
 4. evaluate    E' = E(q', idx') and its gradient g'
 5. accept      with probability min(1, exp((E - E') / T_t)), T_t = T_0 gamma ^ floor(t / n_period)
                (T_0 18, gamma 0.95, n_period 30); a rejected pose keeps q, idx, E and g.
+6. best          with ``keep_best``, each pose's lowest-energy (q, idx, E) so far is kept beside the
+                 chain and returned by :meth:`AnnealingOptimizer.run` (the chain itself is unchanged).
 
 The second moment v is kept per pose and per coordinate (the write-up's formula); DexGraspNet
 averages it over the batch, which couples unrelated grasps: we do not.
@@ -38,6 +40,29 @@ class AnnealingState:
     step: int = 0
     accepted: torch.Tensor | None = None  # (B,) bool, last step
     history: list[dict[str, float]] = field(default_factory=list)
+    best: tuple[torch.Tensor, torch.Tensor, EnergyTerms] | None = None  # lowest-energy (q, idx, terms)
+
+    def update_best(self) -> None:
+        """Step 6: keep, per pose, the lowest-energy state seen so far."""
+        if self.best is None:
+            self.best = (self.q.clone(), self.idx.clone(), self.terms)
+            return
+        q_b, idx_b, terms_b = self.best
+        better = self.terms.total < terms_b.total  # (B,)
+        b = better[:, None]
+        self.best = (
+            torch.where(b, self.q, q_b),
+            torch.where(b, self.idx, idx_b),
+            EnergyTerms(**{k: torch.where(better, new, old) for (k, new), old in
+                           zip(self.terms.as_dict().items(), terms_b.as_dict().values(), strict=True)}),
+        )  # fmt: skip
+
+    def best_state(self) -> AnnealingState:
+        """A state holding the best poses (self when no best was tracked)."""
+        if self.best is None:
+            return self
+        q, idx, terms = self.best
+        return AnnealingState(q, idx, terms, self.grad, self.v, self.step, self.accepted, self.history, self.best)
 
 
 def _evaluate(energy_fn: EnergyFn, q: torch.Tensor, idx: torch.Tensor) -> tuple[EnergyTerms, torch.Tensor]:
@@ -128,11 +153,19 @@ class AnnealingOptimizer:
         callback: Callable[[AnnealingState], None] | None = None,
         log_every: int = 10,
     ) -> AnnealingState:
-        """Optimise from `q (B, 28)`, `idx (B, K)` for `n_iter` steps (default ``cfg.n_iter``)."""
+        """Optimise from `q (B, 28)`, `idx (B, K)` for `n_iter` steps (default ``cfg.n_iter``).
+
+        Returns the final chain state, or with ``cfg.keep_best`` a state holding each pose's
+        lowest-energy visit (its history is the chain's).
+        """
         s = self.init(q, idx)
         n_iter = self.cfg.n_iter if n_iter is None else n_iter
+        if self.cfg.keep_best:
+            s.update_best()
         for _ in range(n_iter):
             self.step(s)
+            if self.cfg.keep_best:
+                s.update_best()
             if s.step % log_every == 0 or s.step == n_iter:
                 s.history.append(
                     {
@@ -140,9 +173,10 @@ class AnnealingOptimizer:
                         "energy": float(s.terms.total.mean()),
                         "accept_rate": float(s.accepted.float().mean()),
                         "temperature": self.temperature(s.step),
+                        **({"best_energy": float(s.best[2].total.mean())} if s.best is not None else {}),
                         **{k: float(v.mean()) for k, v in s.terms.as_dict().items() if k != "total"},
                     }
                 )
             if callback is not None:
                 callback(s)
-        return s
+        return s.best_state() if self.cfg.keep_best else s
