@@ -130,12 +130,24 @@ def evaluation(
     return doc
 
 
+def strict_rates(strict: pd.DataFrame, val_ids: Sequence[str]) -> dict[str, Any]:
+    """Lift success under the stricter protocol, by source, on the same objects as the headline
+    (`strict`: object_id, source, lift_success per grasp)."""
+    val = strict["object_id"].isin(list(val_ids))
+    head = strict[val] if val.any() else strict
+    return {str(src): {"n": int(len(g)), "success_rate": float(g["lift_success"].mean())}
+            for src, g in head.groupby("source")}
+
+
 def round_row(doc: Mapping[str, Any], round_no: int, dataset_grasps: int | None) -> dict[str, Any]:
     """One line of the per-round table (the Dex1B loop): headline rates and diversity per source."""
     row: dict[str, Any] = {"round": round_no, "dataset_grasps": dataset_grasps}
     for src in SOURCES:
         if src in doc:
             row[src] = {k: doc[src].get(k) for k in ROUND_FIELDS}
+            strict = (doc.get("strict") or {}).get(src)
+            if strict:
+                row[src]["strict_success_rate"] = strict["success_rate"]
     return row
 
 
@@ -162,6 +174,13 @@ def write_report(
         return f"<h2>{html.escape(title)}</h2><table><tr><th>grasps</th>{head}</tr>{rows}</table>"
 
     tables = table(doc, f"Evaluated on {doc.get('evaluated_on', 'all objects')}")
+    strict = doc.get("strict") or {}
+    if any(src in strict for src in SOURCES):
+        p = strict.get("protocol", {})
+        cells = "".join(f"<tr><th>{src}</th><td>{strict[src]['n']}</td>"
+                        f"<td>{_fmt(strict[src]['success_rate'])}</td></tr>" for src in SOURCES if src in strict)
+        tables += (f"<h2>Stricter lift test (friction {_fmt(p.get('friction'))}, squeeze {_fmt(p.get('squeeze'))} rad; "
+                   f"same grasps)</h2><table><tr><th>grasps</th><th>n</th><th>lift success</th></tr>{cells}</table>")
     if doc.get("train_objects"):
         tables += table(doc["train_objects"], "Training objects (seen in training)")
     rounds = doc.get("rounds") or []
@@ -222,6 +241,13 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
                 ent = r.get("diversity_joint_entropy_bits")
                 lines.append(f"| {src} | {r['n']} | {pct(r.get('success_rate'))} | "
                              f"{pct(r.get('six_direction_success_rate'))} | {'n/a' if ent is None else f'{ent:.2f}'} |")
+    strict = doc.get("strict") or {}
+    if any(src in strict for src in SOURCES):
+        p = strict.get("protocol", {})
+        lines += ["", f"## Stricter lift test (friction {p.get('friction')}, squeeze {p.get('squeeze')} rad)", "",
+                  "| grasps | n | lift success |", "| --- | --- | --- |"]
+        lines += [f"| {src} | {strict[src]['n']} | {pct(strict[src]['success_rate'])} |" for src in SOURCES
+                  if src in strict]
     rounds = doc.get("rounds") or []
     if len(rounds) > 1:
         lines += ["", "## Rounds", "", "| round | dataset grasps | raw | expanded | postopt |",

@@ -763,11 +763,17 @@ def _rates(table: Any) -> dict[str, Any]:
 
 
 def _lift_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
+    """Merged lift results; ``lift.json``: success rates overall and per object."""
+    import numpy as np
+
     from storage.parquet import read_grasps
 
     _merge_grasps(dirs, out_dir / "grasps.parquet")
-    summary = _rates(read_grasps(out_dir / "grasps.parquet"))
-    _write_json(out_dir / "lift.json", summary)
+    table = read_grasps(out_dir / "grasps.parquet")
+    summary = _rates(table)
+    ids = np.asarray(table.column("object_id").to_pylist())
+    per_object = {str(o): _rates(table.filter(ids == o)) for o in np.unique(ids)}
+    _write_json(out_dir / "lift.json", {**summary, "per_object": per_object})
     return summary
 
 
@@ -968,14 +974,19 @@ def _postopt_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: li
     sampling = _need("postopt", "dexlite_core.sampling.postoptimise",
                      lambda: importlib.import_module("dexlite_core.sampling"))
     synthesis = importlib.import_module("dexlite_core.synthesis")
+    import pyarrow.compute as pc
+
     device = _setup_torch(cfg)
     sampled = _read_for(inputs["sample"] / "grasps.parquet", items)
+    sampled = sampled.filter(pc.equal(sampled.column("source"), "raw"))  # the same grasps before / after
     ids = sampled.column("object_id").to_pylist()
     tables = []
     t_shard = time.perf_counter()
     for k, oid in enumerate(items):
         t0 = time.perf_counter()
         part = sampled.take([i for i, o in enumerate(ids) if o == oid])
+        if part.num_rows == 0:
+            continue
         obj = load_object(_objects_root(inputs) / oid)
         res = sampling.postoptimise(obj, table_q(part), cfg.postopt, cfg.energy, device, seed=_stable_int(oid))
         tables.append(synthesis.grasps_table(oid, res, "postopt", grasp_id=part.column("grasp_id")))
@@ -997,7 +1008,8 @@ def _postopt_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: Pipelin
 
 
 def stage_postopt(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
-    """Post-optimisation of every sampled grasp (write-up: 200 annealed RMSProp steps)."""
+    """Post-optimisation of the pure-synthesis samples (write-up: 200 annealed RMSProp steps); each
+    keeps its sample's ``grasp_id``, so the report compares the same grasps before and after."""
     return run_serial(STAGES["postopt"], inputs, out_dir, cfg)
 
 
@@ -1032,23 +1044,52 @@ def _evaluate_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: l
     t0 = time.perf_counter()
     table, _ = _lift_table(table, _objects_root(inputs), cfg, "evaluate")
     write_grasps(table, out_dir / "grasps.parquet")
+    ev = cfg.evaluate
+    if ev.strict_friction > 0 and table.num_rows:
+        from dexlite_core.sim.lift import evaluate_grasps
+
+        strict = dataclasses.replace(cfg.lift, friction=ev.strict_friction, squeeze=ev.strict_squeeze)
+        df, _ = evaluate_grasps(table, _objects_root(inputs), strict, 1, six_directions=False)
+        keys = table.select(["object_id", "grasp_id", "source"]).to_pandas()
+        keys["lift_success"] = df["lift_success"].to_numpy(dtype=bool)
+        keys["lift_ratio"] = df["lift_ratio"].to_numpy(dtype=float)
+        _write_parquet_df(keys, out_dir / "strict.parquet")
     log.info("evaluate: %d objects, %d grasps (%.1f s)", len(items), table.num_rows, time.perf_counter() - t0)
     return {"grasps": table.num_rows}
+
+
+def _write_parquet_df(df: Any, path: Path) -> None:
+    """A small side table (not the grasp schema), written atomically with pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+    tmp.replace(path)
 
 
 def _evaluate_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
     """Merged evaluated grasps and the report (:mod:`dexlite_core.report`): ``report.json``,
     ``report.html`` (tables, histograms, pictures of held and dropped grasps), ``report.md``."""
+    import pandas as pd
+
     from dexlite_core import report as rep
     from storage.parquet import read_grasps
 
     _merge_grasps(dirs, out_dir / "grasps.parquet")
     df = read_grasps(out_dir / "grasps.parquet").to_pandas()
     split = _read_json(inputs["train"] / "split.json")
+    strict_parts = [pd.read_parquet(d / "strict.parquet") for d in dirs if (d / "strict.parquet").is_file()]
+    strict = pd.concat(strict_parts, ignore_index=True) if strict_parts else None
+    if strict is not None:
+        _write_parquet_df(strict, out_dir / "strict.parquet")
     timing_file = inputs["postopt"] / "timing.json"
     timing = _read_json(timing_file) if timing_file.is_file() else {}
     seconds = {"postopt": timing["seconds"] / timing["grasps"]} if timing.get("grasps") else {}
     doc = rep.evaluation(df, split["val"], seconds, cfg.energy.n_contacts)
+    if strict is not None:
+        doc["strict"] = {"protocol": {"friction": cfg.evaluate.strict_friction, "squeeze": cfg.evaluate.strict_squeeze},
+                         **rep.strict_rates(strict, split["val"])}
     stats = _read_json(inputs["dataset"] / "stats.json")
     last = inputs.get(previous("evaluate"))
     rounds = list(_read_json(last / "report.json").get("rounds", [])) if last is not None else []
