@@ -161,3 +161,37 @@ def test_evaluate_json_prints_exactly_one_object(tmp_path: Path, monkeypatch: py
     assert seen["n"] == 2 and seen["workers"] == 2 and seen["root"] == tmp_path
     r = invoke("evaluate", tmp_path / "missing.parquet", "--objects", tmp_path, "--json")
     assert r.exit_code == 1 and "missing.parquet" in r.output
+
+
+def test_sample_writes_raw_and_postopt_grasps_deterministically(tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from dexlite_core.config import TrainConfig
+    from dexlite_core.models import GraspCVAE
+    from storage.parquet import read_grasps
+
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    _box(meshes / "box.obj")
+    objects = tmp_path / "objects"
+    assert invoke("ingest", meshes, "--out", objects).exit_code == 0
+    cfg = TrainConfig(n_points=256)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.save({"model": GraspCVAE.from_config(cfg).state_dict(), "config": dataclasses.asdict(cfg)}, ckpt)
+    outs = []
+    for name in ("a.parquet", "b.parquet"):
+        r = invoke("sample", "--checkpoint", ckpt, "--objects", objects, "--n", 4, "--out", tmp_path / name,
+                   "--postopt", "--set", "postopt.n_iter=5")
+        assert r.exit_code == 0, r.output
+        outs.append(read_grasps(tmp_path / name).to_pandas())
+    a, b = outs
+    assert sorted(a["source"]) == ["postopt"] * 4 + ["raw"] * 4
+    raw, post = a[a["source"] == "raw"], a[a["source"] == "postopt"]
+    assert list(raw["grasp_id"]) == list(post["grasp_id"])
+    assert post["energy"].notna().all() and post["contact_idx"].notna().all()
+    np.testing.assert_array_equal(np.stack(a["q"]), np.stack(b["q"]))  # same seed, same grasps
+    r = invoke("sample", "--checkpoint", tmp_path / "missing.pt", "--objects", objects, "--out", tmp_path / "c.parquet")
+    assert r.exit_code == 1 and "no checkpoint" in r.output
