@@ -5,8 +5,9 @@ The same convention as DexGraspNet's saved `WRJRx/y/z` (transforms3d `euler2mat(
 
 from __future__ import annotations
 
-import numpy as np
 import torch
+
+from .euler_np import euler_to_matrix_np, matrix_to_euler_np  # noqa: F401 - NumPy twins, re-exported
 
 
 def euler_to_matrix(euler: torch.Tensor) -> torch.Tensor:
@@ -34,12 +35,3 @@ def matrix_to_euler(R: torch.Tensor) -> torch.Tensor:
     rx = torch.atan2(R[..., 2, 1], R[..., 2, 2])
     rz = torch.atan2(R[..., 1, 0], R[..., 0, 0])
     return torch.stack([rx, ry, rz], dim=-1)
-
-
-def euler_to_matrix_np(euler: np.ndarray) -> np.ndarray:
-    """NumPy twin of :func:`euler_to_matrix` (`(..., 3)` -> `(..., 3, 3)`, float64)."""
-    return euler_to_matrix(torch.as_tensor(np.asarray(euler, dtype=np.float64))).numpy()
-
-
-def matrix_to_euler_np(R: np.ndarray) -> np.ndarray:
-    return matrix_to_euler(torch.as_tensor(np.asarray(R, dtype=np.float64))).numpy()

@@ -94,6 +94,7 @@ import numpy as np
 from dexlite_core.config import LiftConfig
 from dexlite_core.dataset import LIFT_COLUMNS
 from dexlite_core.hand.asset import POSE_DIM
+from dexlite_core.hand.euler_np import euler_to_matrix_np
 from dexlite_core.sim.scene import ObjectGeometry, Scene, build_scene
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class LiftSimulator:
     def _reset(self, q: np.ndarray) -> None:
         m, d, s = self.model, self.data, self.scene
         mujoco.mj_resetData(m, d)
-        s.set_hand_pose(q[:3], euler_to_matrix(q[3:6]))
+        s.set_hand_pose(q[:3], euler_to_matrix_np(q[3:6]))
         d.qpos[s.finger_qadr] = q[6:]
         d.qpos[s.obj_qadr : s.obj_qadr + 7] = [0, 0, 0, 1, 0, 0, 0]
         d.ctrl[0] = 0.0
@@ -366,26 +367,6 @@ class LiftSimulator:
         if obj_top >= hand_low:
             return False
         return self._obj_vz() < float(d.qvel[s.lift_dof])
-
-
-def euler_to_matrix(euler: np.ndarray) -> np.ndarray:
-    """``Rz(rz) @ Ry(ry) @ Rx(rx)`` of ``euler = [rx, ry, rz]`` (the pose's 'sxyz' convention, as
-    :func:`dexlite_core.hand.rotation.euler_to_matrix_np`, without importing torch in workers)."""
-    cx, cy, cz = np.cos(euler)
-    sx, sy, sz = np.sin(euler)
-    return np.array(
-        [
-            [cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
-            [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
-            [-sy, cy * sx, cy * cx],
-        ]
-    )
-
-
-def matrix_to_euler(R: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`euler_to_matrix`: ``[rx, ry, rz]`` with ry in [-pi/2, pi/2]."""
-    ry = math.asin(float(np.clip(-R[2, 0], -1.0, 1.0)))
-    return np.array([math.atan2(R[2, 1], R[2, 2]), ry, math.atan2(R[1, 0], R[0, 0])])
 
 
 def _quat_angle(q0: np.ndarray, q1: np.ndarray) -> float:
