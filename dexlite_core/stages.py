@@ -839,7 +839,7 @@ def stage_dataset(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], device: Any,
-                   n_points: int = 2048) -> Any:
+                   n_points: int = 2048, n_contacts: int = 4) -> Any:
     """:class:`dexlite_core.train.TrainingData` for the grasps of ``object_ids`` in ``table``."""
     import numpy as np
     import torch
@@ -847,7 +847,7 @@ def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], de
     from dexlite_core.dataset import table_q
     from dexlite_core.objects import load_object
     from dexlite_core.synthesis import object_field
-    from dexlite_core.train import TrainingData, model_cloud
+    from dexlite_core.train import TrainingData, fill_contacts, model_cloud
 
     ids = list(object_ids)
     pos = {o: i for i, o in enumerate(ids)}
@@ -857,12 +857,10 @@ def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], de
     objs = [load_object(objects_root / o) for o in ids]
     q = torch.as_tensor(table_q(sub), device=device)
     oi = torch.as_tensor([pos[o] for o in sub.column("object_id").to_pylist()], device=device)
-    cidx = sub.column("contact_idx").to_pylist()
-    contact = (torch.as_tensor(np.asarray(cidx, dtype=np.int64), device=device)
-               if cidx and all(c is not None for c in cidx) else None)
     clouds = torch.stack([torch.as_tensor(model_cloud(np.asarray(o.points), n_points), dtype=torch.float32)
                           for o in objs]).to(device)
     fields = [object_field(o, device) for o in objs]
+    contact = fill_contacts(q, oi, sub.column("contact_idx").to_pylist(), fields, n_contacts)
     return TrainingData(q, oi, contact, clouds, fields, ids)
 
 
@@ -883,8 +881,9 @@ def _train_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Pa
     train_ids = [o for o in ids if o not in val] or ids
     root = _objects_root(inputs)
     n_pts = cfg.train.n_points
-    train_data = _training_data(table, root, train_ids, device, n_pts)
-    val_data = _training_data(table, root, sorted(val), device, n_pts) if val else None
+    k = cfg.energy.n_contacts
+    train_data = _training_data(table, root, train_ids, device, n_pts, k)
+    val_data = _training_data(table, root, sorted(val), device, n_pts, k) if val else None
     model = GraspCVAE.from_config(cfg.train).to(device)
     t0 = time.perf_counter()
 

@@ -66,6 +66,33 @@ def model_cloud(points: np.ndarray, n_points: int) -> np.ndarray:
     return np.asarray(points)[: max(1, int(n_points))]
 
 
+def fill_contacts(
+    q: torch.Tensor,
+    object_index: torch.Tensor,
+    contact_idx: Sequence[Sequence[int] | None],
+    fields: Sequence[ObjectField],
+    k: int,
+) -> torch.Tensor:
+    """Contact indices `(G, K)` for every dataset grasp: the stored ones, and for grasps stored
+    without (CVAE expansions fed back by ``--rounds``, imported DexGraspNet grasps) each link's
+    candidate nearest the surface at the grasp itself (:func:`contact_indices_for`).
+
+    The energy losses then always score the decoded pose against fixed contacts of its target
+    grasp. (Choosing contacts from the decoded pose instead, for all grasps, trained a worse model:
+    E_fc 6.0 vs 2.2, validation lift success 33% vs 86% in the default run.)
+    """
+    out = torch.zeros((len(contact_idx), k), dtype=torch.long, device=q.device)
+    missing = torch.tensor([c is None for c in contact_idx], dtype=torch.bool, device=q.device)
+    have = (~missing).nonzero().flatten()
+    if len(have):
+        out[have] = torch.as_tensor([contact_idx[i] for i in have.tolist()], dtype=torch.long, device=q.device)
+    hand = hand_on(str(q.device), q.dtype)
+    for o in object_index[missing].unique().tolist():
+        rows = (missing & (object_index == o)).nonzero().flatten()
+        out[rows] = contact_indices_for(hand, fields[o], q[rows], k)
+    return out
+
+
 def split_objects(object_ids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
     """Validation objects: those whose hash falls below `val_fraction` (so adding objects never
     moves an existing one across the split); at least one when there are two or more objects."""

@@ -51,3 +51,20 @@ def test_validation_objects_are_never_training_objects():
     assert {o for o in val_more if o in set(ids)} == val
     assert split_objects(["only"], 0.2) == set()
     assert len(split_objects(["a", "b"], 0.2)) == 1
+
+
+def test_fill_contacts_keeps_stored_indices_and_fills_missing_ones_at_the_grasp():
+    from dexlite_core.synthesis import contact_indices_for
+    from dexlite_core.train import fill_contacts
+
+    data = _data(6)
+    hand = hand_on("cpu")
+    stored = data.contact_idx.tolist()
+    mixed = [stored[0], None, stored[2], None, None, stored[5]]
+    out = fill_contacts(data.q, data.object_index, mixed, data.fields, 4)
+    assert out.shape == (6, 4) and out.dtype == torch.long
+    for i in (0, 2, 5):
+        assert out[i].tolist() == stored[i]
+    nearest = contact_indices_for(hand, data.fields[0], data.q[[1, 3, 4]], 4)
+    assert torch.equal(out[[1, 3, 4]], nearest)
+    assert not torch.equal(out[[1, 3, 4]], data.contact_idx[[1, 3, 4]])  # random init contacts differ
