@@ -6,19 +6,28 @@ importing torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+
+
+def matrix_entries(cos: Sequence[Any], sin: Sequence[Any]) -> tuple[Any, ...]:
+    """The 9 entries (row-major) of `Rz @ Ry @ Rx` from `(cos, sin)` of `(rx, ry, rz)`; plain
+    arithmetic, so NumPy arrays and torch tensors (differentiable) both work."""
+    cx, cy, cz = cos
+    sx, sy, sz = sin
+    return (
+        cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx,
+        sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx,
+        -sy, cy * sx, cy * cx,
+    )  # fmt: skip
 
 
 def euler_to_matrix_np(euler: np.ndarray) -> np.ndarray:
     """`(..., 3)` angles `[rx, ry, rz]` -> `(..., 3, 3)` matrices `Rz @ Ry @ Rx`, float64."""
     e = np.asarray(euler, dtype=np.float64)
-    cx, cy, cz = np.moveaxis(np.cos(e), -1, 0)
-    sx, sy, sz = np.moveaxis(np.sin(e), -1, 0)
-    rows = (
-        cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx,
-        sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx,
-        -sy, cy * sx, cy * cx,
-    )  # fmt: skip
+    rows = matrix_entries(np.moveaxis(np.cos(e), -1, 0), np.moveaxis(np.sin(e), -1, 0))
     return np.stack(rows, axis=-1).reshape(*e.shape[:-1], 3, 3)
 
 

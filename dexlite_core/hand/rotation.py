@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .euler_np import euler_to_matrix_np, matrix_to_euler_np  # noqa: F401 - NumPy twins, re-exported
+from .euler_np import euler_to_matrix_np, matrix_entries, matrix_to_euler_np  # noqa: F401 - NumPy twins re-exported
 
 
 def euler_to_matrix(euler: torch.Tensor) -> torch.Tensor:
@@ -18,13 +18,7 @@ def euler_to_matrix(euler: torch.Tensor) -> torch.Tensor:
     Returns:
         `(..., 3, 3)` matrices `Rz(rz) @ Ry(ry) @ Rx(rx)`; differentiable.
     """
-    cx, cy, cz = torch.cos(euler).unbind(-1)
-    sx, sy, sz = torch.sin(euler).unbind(-1)
-    rows = (
-        cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx,
-        sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx,
-        -sy, cy * sx, cy * cx,
-    )  # fmt: skip
+    rows = matrix_entries(torch.cos(euler).unbind(-1), torch.sin(euler).unbind(-1))
     return torch.stack(rows, dim=-1).reshape(*euler.shape[:-1], 3, 3)
 
 
