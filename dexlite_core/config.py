@@ -232,6 +232,12 @@ class DagConfig:
     device: str = "auto"  # torch device of optimisation stages ("auto" | "cpu" | "cuda" ...)
     torch_threads: int = 0  # torch threads per task; 0 = cores // workers
 
+    def threads_per_task(self) -> int:
+        """Torch threads for one task: ``torch_threads``, or this machine's cores shared by the workers."""
+        import os
+
+        return self.torch_threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+
 
 @dataclass(frozen=True)
 class PipelineConfig:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from storage.artifacts import atomic_write_text
+
 from .hand.asset import FINGER_JOINTS, joint_limits
 
 ENTROPY_BINS = 20
@@ -98,6 +100,13 @@ SOURCES = ("raw", "expanded", "postopt")
 ROUND_FIELDS = ("n", "success_rate", "six_direction_success_rate", "diversity_joint_entropy_bits")
 
 
+def headline(df: pd.DataFrame, val_ids: Sequence[str]) -> pd.Series:
+    """Rows of `df` the headline figures use: the validation objects' when any were evaluated,
+    else every row (`(len(df),)` bool)."""
+    val = df["object_id"].isin(list(val_ids))
+    return val if val.any() else pd.Series(True, index=df.index)
+
+
 def evaluation(
     df: pd.DataFrame,
     val_ids: Sequence[str],
@@ -111,9 +120,10 @@ def evaluation(
     objects `val_ids` (never trained on) when any were evaluated, else on every object; the other
     objects' figures go under ``train_objects``. ``per_object`` gives each object's rates.
     """
-    val = df["object_id"].isin(list(val_ids))
-    head, rest = (df[val], df[~val]) if val.any() else (df, df.iloc[:0])
-    doc: dict[str, Any] = {"evaluated_on": "validation objects" if val.any() else "training objects"}
+    on_val = df["object_id"].isin(list(val_ids)).any()
+    in_head = headline(df, val_ids)
+    head, rest = df[in_head], df[~in_head]
+    doc: dict[str, Any] = {"evaluated_on": "validation objects" if on_val else "training objects"}
     for src in SOURCES:
         part = head[head["source"] == src]
         if len(part):
@@ -133,8 +143,7 @@ def evaluation(
 def strict_rates(strict: pd.DataFrame, val_ids: Sequence[str]) -> dict[str, Any]:
     """Lift success under the stricter protocol, by source, on the same objects as the headline
     (`strict`: object_id, source, lift_success per grasp)."""
-    val = strict["object_id"].isin(list(val_ids))
-    head = strict[val] if val.any() else strict
+    head = strict[headline(strict, val_ids)]
     return {str(src): {"n": int(len(g)), "success_rate": float(g["lift_success"].mean())}
             for src, g in head.groupby("source")}
 
@@ -157,13 +166,14 @@ def write_report(
     groups: Mapping[str, pd.DataFrame],
     pictures: Mapping[str, Path] | None = None,
 ) -> None:
-    """Write ``report.json`` (`doc`) and ``report.html`` into `out_dir`, atomically.
+    """Write ``report.json`` (`doc`), ``report.html`` and ``report.md`` into `out_dir`, atomically.
 
     `doc` is :func:`evaluation`'s document plus run facts (``rounds``, ``seed``, ``lift_config``...);
     `groups` the headline grasps per source (histograms); `pictures` caption -> PNG in `out_dir`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out_dir / "report.json", json.dumps(doc, indent=2, default=_json_default))
+    atomic_write_text(out_dir / "report.json", json.dumps(doc, indent=2, default=_json_default))
+    atomic_write_text(out_dir / "report.md", render_markdown(doc))
 
     def table(section: Mapping[str, Any], title: str) -> str:
         head = "".join(f"<th>{html.escape(label)}</th>" for label in _COLUMNS.values())
@@ -212,7 +222,7 @@ rise &gt; 0.9. Six-direction test: from the closed grasp, a 1 g push along &plus
 <h2>Distributions ({html.escape(str(doc.get("evaluated_on", "")))})</h2>{_histograms(groups) if groups else ""}
 <h2>Grasps</h2>{pics}
 <h2>Run</h2><pre>{html.escape(json.dumps(run, indent=2, default=_json_default))}</pre></body></html>"""
-    _atomic_text(out_dir / "report.html", page)
+    atomic_write_text(out_dir / "report.html", page)
 
 
 def render_markdown(doc: Mapping[str, Any]) -> str:
@@ -256,12 +266,6 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             cells = " | ".join(pct((r.get(src) or {}).get("success_rate")) for src in SOURCES)
             lines.append(f"| {r['round']} | {r.get('dataset_grasps')} | {cells} |")
     return "\n".join(lines) + "\n"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _json_default(x: Any) -> Any:

@@ -425,8 +425,7 @@ def _setup_torch(cfg: PipelineConfig) -> Any:
 
     from dexlite_core.device import resolve_device
 
-    n = cfg.dag.torch_threads or max(1, (os.cpu_count() or 1) // max(1, cfg.dag.workers))
-    torch.set_num_threads(n)
+    torch.set_num_threads(cfg.dag.threads_per_task())
     return resolve_device(cfg.dag.device)
 
 
@@ -914,9 +913,10 @@ def stage_train(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Pa
 # ------------------------------------------------------------------------------- 7. sample
 
 
-def _sample_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
-    """Pure synthesis (z ~ N(0, I)) on ``sample.objects`` and dataset expansion of their dataset
-    grasps (encoded, latent perturbed by ``sample.latent_noise``, decoded): :mod:`dexlite_core.sampling`."""
+def stage_sample(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
+    """Sample grasps from the trained CVAE: pure synthesis (z ~ N(0, I)) on ``sample.objects`` and
+    dataset expansion of their dataset grasps (encoded, latent perturbed by ``sample.latent_noise``,
+    decoded), both by :mod:`dexlite_core.sampling`."""
     import numpy as np
 
     from dexlite_core.dataset import grasps_to_table, table_q
@@ -953,11 +953,6 @@ def _sample_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
             "objects": len(ids)}
 
 
-def stage_sample(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
-    """Sample grasps from the trained CVAE: pure synthesis + dataset expansion."""
-    return _sample_core(inputs, out_dir, cfg)
-
-
 # ----------------------------------------------------------------------------- 8. postopt
 
 
@@ -966,15 +961,15 @@ def _postopt_items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
 
 
 def _postopt_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[str]) -> dict:
+    import pyarrow.compute as pc
+
     from dexlite_core.dataset import table_q
     from dexlite_core.objects import load_object
+    from dexlite_core.synthesis import grasps_table
     from storage.parquet import concat_tables, write_grasps
 
     sampling = _need("postopt", "dexlite_core.sampling.postoptimise",
                      lambda: importlib.import_module("dexlite_core.sampling"))
-    synthesis = importlib.import_module("dexlite_core.synthesis")
-    import pyarrow.compute as pc
-
     device = _setup_torch(cfg)
     sampled = _read_for(inputs["sample"] / "grasps.parquet", items)
     sampled = sampled.filter(pc.equal(sampled.column("source"), "raw"))  # the same grasps before / after
@@ -988,7 +983,7 @@ def _postopt_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: li
             continue
         obj = load_object(_objects_root(inputs) / oid)
         res = sampling.postoptimise(obj, table_q(part), cfg.postopt, cfg.energy, device, seed=_stable_int(oid))
-        tables.append(synthesis.grasps_table(oid, res, "postopt", grasp_id=part.column("grasp_id")))
+        tables.append(grasps_table(oid, res, "postopt", grasp_id=part.column("grasp_id")))
         log.info("postopt: %d/%d %s: %d grasps (%.1f s)", k + 1, len(items), oid, part.num_rows,
                  time.perf_counter() - t0)
     write_grasps(concat_tables(tables), out_dir / "grasps.parquet")
@@ -1062,9 +1057,10 @@ def _write_parquet_df(df: Any, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-    tmp.replace(path)
+    from storage.artifacts import atomic_path
+
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
 
 
 def _evaluate_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
@@ -1100,11 +1096,9 @@ def _evaluate_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: Pipeli
         "train": split,
         "lift_config": dataclasses.asdict(cfg.lift),
     })  # fmt: skip
-    in_val = df["object_id"].isin(split["val"])
-    head = df[in_val] if in_val.any() else df
+    head = df[rep.headline(df, split["val"])]
     groups = {str(src): g for src, g in head.groupby("source")}
     rep.write_report(out_dir, doc, groups, _report_pictures(inputs, head, out_dir))
-    (out_dir / "report.md").write_text(rep.render_markdown(doc))
     return {src: {k: doc[src][k] for k in ("n", "success_rate", "six_direction_success_rate")}
             for src in rep.SOURCES if src in doc}
 
@@ -1117,6 +1111,7 @@ def _report_pictures(inputs: Inputs, df: Any, out_dir: Path, per_kind: int = 2) 
     from dexlite_core.viz import render_png
 
     pictures: dict[str, Path] = {}
+    meshes: dict[str, Any] = {}
     for src, part in df.groupby("source"):
         for held in (True, False):
             pick = part[part["lift_success"].fillna(False).astype(bool) == held].head(per_kind)
@@ -1124,8 +1119,10 @@ def _report_pictures(inputs: Inputs, df: Any, out_dir: Path, per_kind: int = 2) 
                 kind = "held" if held else "dropped"
                 name = f"{src}-{kind}-{row['object_id']}-{int(row['grasp_id'])}.png"
                 try:
-                    obj = load_object(_objects_root(inputs) / row["object_id"])
-                    render_png(obj.mesh, np.asarray(row["q"])[None], out_dir / name)
+                    oid = row["object_id"]
+                    if oid not in meshes:
+                        meshes[oid] = load_object(_objects_root(inputs) / oid).mesh
+                    render_png(meshes[oid], np.asarray(row["q"])[None], out_dir / name)
                 except Exception as e:  # noqa: BLE001 - a picture must not sink the report
                     log.warning("report picture %s failed: %s", name, e)
                     continue

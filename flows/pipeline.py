@@ -80,15 +80,11 @@ class StageRun:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def torch_threads(dag: DagConfig) -> int:
-    return dag.torch_threads or max(1, (os.cpu_count() or 1) // max(1, dag.workers))
-
-
 def build_runner(dag: DagConfig) -> TaskRunner:
     """The task runner that executes shard tasks (see the module docstring)."""
     if dag.task_runner == "process":
         return ProcessPoolTaskRunner(max_workers=max(1, dag.workers), initializer=init_worker,
-                                     initargs=(torch_threads(dag),))
+                                     initargs=(dag.threads_per_task(),))
     if dag.task_runner == "thread":
         return ThreadPoolTaskRunner(max_workers=max(1, dag.workers))
     if dag.task_runner == "dask":

@@ -70,6 +70,7 @@ def test_report_files_and_rounds_table(tmp_path: Path) -> None:
     assert "Rounds" in page and "data:image/png;base64" in page
     md = report.render_markdown(saved)
     assert "| postopt | 2 | 100.0% |" in md and "| 2 | 140 |" in md
+    assert (tmp_path / "report.md").read_text() == md
     assert not list(tmp_path.glob(".*.tmp"))
 
 
