@@ -122,6 +122,24 @@ FLEXION_SIGNS = np.array([0, 1, 1, 1] * 3 + [1, 0, 1, 1, 1] + [0, 1, 0, -1, -1],
 # ----------------------------------------------------------------------------- one object, one process
 
 
+@dataclass(frozen=True)
+class HandContacts:
+    """Hand-object contacts of the current state, `k` of them.
+
+    ``body`` (k,) the hand body of each contact; ``dist`` (k,) signed distance [m] (< 0 penetrating);
+    ``normal`` (k, 3) unit normal pointing from the hand into the object; ``pos`` (k, 3) world position.
+    """
+
+    body: np.ndarray
+    dist: np.ndarray
+    normal: np.ndarray
+    pos: np.ndarray
+
+    @classmethod
+    def empty(cls) -> HandContacts:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
+
+
 class LiftSimulator:
     """Runs the protocol of the module docstring for poses of one object, reusing one model."""
 
@@ -149,18 +167,26 @@ class LiftSimulator:
     def _set_gravity(self, on: bool) -> None:
         self.model.opt.gravity[:] = self._g_on if on else 0.0
 
-    def _hand_object_contacts(self) -> list[tuple[int, int, float, np.ndarray, np.ndarray]]:
-        """(hand geom, hand body, dist, normal hand->object, position) of each hand-object contact."""
+    def _hand_object_contacts(self) -> HandContacts:
+        """The current hand-object contacts, read from MuJoCo's contact arrays without a Python loop."""
         d, s = self.data, self.scene
-        out = []
-        for i in range(d.ncon):
-            c = d.contact[i]
-            g1, g2 = int(c.geom[0]), int(c.geom[1])
-            if s.geom_is_hand[g1] and s.geom_is_obj[g2]:
-                out.append((g1, int(self.model.geom_bodyid[g1]), float(c.dist), c.frame[:3].copy(), c.pos.copy()))
-            elif s.geom_is_obj[g1] and s.geom_is_hand[g2]:
-                out.append((g2, int(self.model.geom_bodyid[g2]), float(c.dist), -c.frame[:3], c.pos.copy()))
-        return out
+        if d.ncon == 0:
+            return HandContacts.empty()
+        c = d.contact
+        g = c.geom  # (ncon, 2)
+        hand_first = s.geom_is_hand[g[:, 0]] & s.geom_is_obj[g[:, 1]]
+        obj_first = s.geom_is_obj[g[:, 0]] & s.geom_is_hand[g[:, 1]]
+        keep = hand_first | obj_first
+        if not keep.any():
+            return HandContacts.empty()
+        hand_geom = np.where(hand_first, g[:, 0], g[:, 1])[keep]
+        sign = np.where(hand_first, 1.0, -1.0)[keep, None]  # MuJoCo's normal points from geom[0] to geom[1]
+        return HandContacts(
+            body=self.model.geom_bodyid[hand_geom],
+            dist=c.dist[keep].copy(),
+            normal=sign * c.frame[keep, :3],
+            pos=c.pos[keep].copy(),
+        )
 
     def _reset(self, q: np.ndarray) -> None:
         m, d, s = self.model, self.data, self.scene
@@ -183,16 +209,15 @@ class LiftSimulator:
         mujoco.mj_forward(m, d)
         m.geom_margin[:] = self._margin0
         contacts = self._hand_object_contacts()
-        touching = [c for c in contacts if c[2] <= 0.0]
-        penetration = max([0.0] + [-c[2] for c in touching])
+        penetration = max(0.0, float(-contacts.dist.min())) if len(contacts.dist) else 0.0
         g = np.zeros(22)
         has = np.zeros(22, bool)
-        for _, body, _, normal, pos in contacts:
-            mujoco.mj_jac(m, d, self._jacp, None, pos, body)
+        for body, normal, pos in zip(contacts.body, contacts.normal, contacts.pos, strict=True):
+            mujoco.mj_jac(m, d, self._jacp, None, pos, int(body))
             gj = self._jacp[:, s.finger_dof].T @ normal
-            moved = np.array([body in fb for fb in s.finger_bodies])
+            moved = s.body_moves[body]
             g[moved] += gj[moved]
-            has[moved] = True
+            has |= moved
         com = d.xipos[s.obj_body]
         for j in range(22):
             if has[j]:
@@ -245,8 +270,8 @@ class LiftSimulator:
             mujoco.mj_step(m, d, n_close - n_ramp)
         p_closed, _ = self._object_pose()
         moved = float(np.linalg.norm(p_closed - p0))
-        bodies = {c[1] for c in self._hand_object_contacts() if c[2] <= 0.0}
-        n_contacts = len(bodies)
+        contacts = self._hand_object_contacts()
+        n_contacts = len(np.unique(contacts.body[contacts.dist <= 0.0]))
         mujoco.mj_copyData(self.snapshot, m, d)
         self._stepped = n_close
 
@@ -358,15 +383,16 @@ class LiftSimulator:
         return float(self.data.qvel[self.scene.obj_dadr + 2])
 
     def _lost(self) -> bool:
-        """The object has left the hand for good: untouched, wholly below it and falling away."""
+        """The object has left the hand for good: untouched, wholly below it and falling away.
+
+        The cheap geometric tests run first; reading the contact list costs more than both.
+        """
         d, s = self.data, self.scene
-        if any(c[2] <= 0.0 for c in self._hand_object_contacts()):
-            return False
         hand_low = float((d.geom_xpos[s.hand_geoms, 2] - self._hand_rbound).min())
         obj_top = float((d.geom_xpos[s.obj_geoms, 2] + self._obj_rbound).max())
-        if obj_top >= hand_low:
+        if obj_top >= hand_low or self._obj_vz() >= float(d.qvel[s.lift_dof]):
             return False
-        return self._obj_vz() < float(d.qvel[s.lift_dof])
+        return not (self._hand_object_contacts().dist <= 0.0).any()
 
 
 def _quat_angle(q0: np.ndarray, q1: np.ndarray) -> float:

@@ -158,6 +158,7 @@ class Scene:
     finger_bodies: list[np.ndarray]  # per finger joint: the bodies it moves (its subtree)
     joint_chain: list[np.ndarray]  # per finger joint: indices (0..21) of the joints of its finger
     tip_body: np.ndarray  # (22,) the distal body of each joint's finger
+    body_moves: np.ndarray  # (nbody, 22) bool: body b is in finger_bodies[j] (moved by joint j)
     geom_is_hand: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
     geom_is_obj: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
 
@@ -282,6 +283,9 @@ def _index(model: mujoco.MjModel) -> Scene:
         tips.append(leaf)
     for j in range(len(fid)):  # the finger of joint j: joints whose body is on the path to its tip
         chains.append(np.array([k for k in range(len(fid)) if tips[k] == tips[j]]))
+    body_moves = np.zeros((model.nbody, len(fid)), bool)
+    for j, sub in enumerate(finger_bodies):
+        body_moves[sub, j] = True
     return Scene(
         model=model,
         root_body=hand_root,
@@ -299,6 +303,7 @@ def _index(model: mujoco.MjModel) -> Scene:
         finger_bodies=finger_bodies,
         joint_chain=chains,
         tip_body=np.array(tips),
+        body_moves=body_moves,
         geom_is_hand=geom_is_hand,
         geom_is_obj=geom_is_obj,
     )
