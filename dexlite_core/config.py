@@ -126,8 +126,8 @@ class LiftConfig:
     timestep: float = 0.004  # DexGraspBench; implicitfast integrator
     close_time: float = 0.5
     close_ramp: float = 0.6  # fraction of close_time over which the finger targets ramp to the squeeze
-    lift_time: float = 1.5
-    hold_time: float = 0.5
+    lift_time: float = 1.0  # 1 m in 1 s (cosine profile): peak 1.57 m/s, 4.9 m/s^2 (sim/lift.py step 5)
+    hold_time: float = 0.3
     check_every: float = 0.05  # s between early-termination / six-direction checks
     early_stop: bool = True  # end the lift once the object has fallen out of reach (exact extrapolation)
     six_dir_time: float = 2.0

@@ -1,0 +1,85 @@
+"""Lift-protocol comparison on pipeline grasps: time and verdicts of two protocols, side by side.
+
+    .venv/bin/python benchmarks/lift_protocol.py [GRASPS.parquet --objects DIR] [--per-object 48]
+        [--workers 2] [--other lift_time=1.5,hold_time=0.5]
+
+Runs the lift test (no six-direction test) on the same grasps three times in one process pool:
+the default protocol (:class:`LiftConfig`), the default protocol on poses perturbed by +-1e-6
+(rad / m; the noise floor: verdicts near the edge flip under any change, simulation notes item 9),
+and the ``--other`` protocol (``field=value`` pairs over the defaults; by default the former 1.5 s
+lift + 0.5 s hold). Prints wall time, tests per second per core, success rate and how many
+verdicts differ from the default run. Without arguments it reads the newest ``evaluate`` artifact
+of ``runs/default`` (raw, expanded and post-optimised samples, so both held and dropped grasps),
+which ``make demo`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dexlite_core.config import LiftConfig
+from dexlite_core.sim.lift import evaluate_grasps, shutdown_pool, worker_pool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _newest(pattern: str) -> Path:
+    found = sorted(ROOT.glob(pattern), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SystemExit(f"nothing matches {pattern} under {ROOT}: run `make demo` first or pass the paths")
+    return found[-1]
+
+
+def _overrides(text: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=", 1)
+        out[key.strip()] = ast.literal_eval(value.strip())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("grasps", nargs="?", type=Path, help="grasp Parquet (object_id, q)")
+    ap.add_argument("--objects", type=Path, help="object folders (default: runs/default's objects artifact)")
+    ap.add_argument("--per-object", type=int, default=48, help="grasps per object (a seeded shuffle)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--other", default="lift_time=1.5,hold_time=0.5", help="field=value,... over LiftConfig()")
+    args = ap.parse_args()
+    grasps = args.grasps or _newest("runs/default/artifacts/evaluate/*/grasps.parquet")
+    objects = args.objects or _newest("runs/default/artifacts/objects/*/objects")
+
+    df = pd.read_parquet(grasps, columns=["object_id", "q"])
+    df = df.sample(frac=1.0, random_state=0).groupby("object_id").head(args.per_object).reset_index(drop=True)
+    rng = np.random.default_rng(1)
+    perturbed = df.assign(q=[np.asarray(q, np.float64) + rng.uniform(-1e-6, 1e-6, 28) for q in df["q"]])
+    base = LiftConfig()
+    other = replace(base, **_overrides(args.other))
+    runs = [("default", base, df), ("default, poses +-1e-6", base, perturbed), (args.other, other, df)]
+    print(f"{len(df)} grasps over {df['object_id'].nunique()} objects from {grasps}; {args.workers} workers")
+    print(f"default protocol: lift {base.lift_height:g} m in {base.lift_time:g} s, hold {base.hold_time:g} s")
+    worker_pool(args.workers).submit(int, 0).result()  # start-up is not timed
+    print(f"{'protocol':>34} {'wall s':>7} {'per core':>8} {'success':>8} {'differ':>6}")
+    first = None
+    for label, cfg, table in runs:
+        t0 = time.perf_counter()
+        res, _ = evaluate_grasps(table, objects, cfg, workers=args.workers, six_directions=False)
+        wall = time.perf_counter() - t0
+        ok = res["lift_success"].to_numpy()
+        first = ok if first is None else first
+        print(
+            f"{label:>34} {wall:>7.1f} {len(res) / wall / args.workers:>8.1f} {ok.mean():>8.3f}"
+            f" {int((ok != first).sum()):>6}"
+        )
+    shutdown_pool()
+
+
+if __name__ == "__main__":
+    main()
