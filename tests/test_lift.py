@@ -231,3 +231,26 @@ def test_object_mass_properties_of_several_parts():
     assert m.body_mass[sim.scene.obj_body] == pytest.approx(0.2)
     assert np.allclose(m.body_ipos[sim.scene.obj_body], union.center_mass, atol=1e-9)
     assert len(sim.scene.obj_geoms) == 2
+
+
+def test_hand_contacts_point_from_the_hand_into_the_object(cube_sim):
+    """Contacts read from MuJoCo's arrays: hand bodies only, normals into the cube, table agrees with subtrees."""
+    sim = cube_sim
+    m, d, s = sim.model, sim.data, sim.scene
+    q = np.array(FIXTURES["cube_45mm"][0])
+    sim._reset(q)
+    m.geom_margin[s.obj_geoms] = 0.02  # as closing_offsets does: contacts within 2 cm
+    mujoco.mj_forward(m, d)
+    m.geom_margin[:] = sim._margin0
+    c = sim._hand_object_contacts()
+    assert len(c.dist) >= 4
+    assert set(c.body.tolist()) <= {int(m.geom_bodyid[g]) for g in s.hand_geoms}
+    np.testing.assert_allclose(np.linalg.norm(c.normal, axis=1), 1.0, atol=1e-9)
+    # a cube centred at the origin: a normal into it points against the contact position's largest axis
+    axis = np.abs(c.pos).argmax(axis=1)
+    rows = np.arange(len(axis))
+    assert np.all(np.sign(c.normal[rows, axis]) == -np.sign(c.pos[rows, axis]))
+    for j, sub in enumerate(s.finger_bodies):
+        assert set(np.flatnonzero(s.body_moves[:, j]).tolist()) == set(np.asarray(sub).tolist())
+    d.ncon = 0  # no contacts at all: an empty table, not an error
+    assert len(sim._hand_object_contacts().dist) == 0
