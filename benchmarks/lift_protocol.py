@@ -8,15 +8,16 @@ the default protocol (:class:`LiftConfig`), the default protocol on poses pertur
 (rad / m; the noise floor: verdicts near the edge flip under any change, simulation notes item 9),
 and the ``--other`` protocol (``field=value`` pairs over the defaults; by default the former 1.5 s
 lift + 0.5 s hold). Prints wall time, tests per second per core, success rate and how many
-verdicts differ from the default run. Without arguments it reads the newest ``evaluate`` artifact
-of ``runs/default`` (raw, expanded and post-optimised samples, so both held and dropped grasps),
-which ``make demo`` writes.
+verdicts differ from the default run. Without arguments it reads the ``evaluate`` and ``objects``
+artifacts that ``runs/default/stages.json`` records for the last ``make demo`` (round 1: raw,
+expanded and post-optimised samples, so both held and dropped grasps).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,11 +31,12 @@ from dexlite_core.sim.lift import evaluate_grasps, shutdown_pool, worker_pool
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _newest(pattern: str) -> Path:
-    found = sorted(ROOT.glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SystemExit(f"nothing matches {pattern} under {ROOT}: run `make demo` first or pass the paths")
-    return found[-1]
+def _last_run(stage: str) -> Path:
+    """The artifact folder of `stage` in the last run of runs/default (its ``stages.json``)."""
+    record = ROOT / "runs" / "default" / "stages.json"
+    if not record.is_file():
+        raise SystemExit(f"{record} not found: run `make demo` first or pass the paths")
+    return Path(json.loads(record.read_text())[stage]["path"])
 
 
 def _overrides(text: str) -> dict[str, object]:
@@ -53,8 +55,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--other", default="lift_time=1.5,hold_time=0.5", help="field=value,... over LiftConfig()")
     args = ap.parse_args()
-    grasps = args.grasps or _newest("runs/default/artifacts/evaluate/*/grasps.parquet")
-    objects = args.objects or _newest("runs/default/artifacts/objects/*/objects")
+    grasps = args.grasps or _last_run("evaluate") / "grasps.parquet"
+    objects = args.objects or _last_run("objects") / "objects"
 
     df = pd.read_parquet(grasps, columns=["object_id", "q"])
     df = df.sample(frac=1.0, random_state=0).groupby("object_id").head(args.per_object).reset_index(drop=True)
