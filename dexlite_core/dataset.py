@@ -11,7 +11,8 @@ One row per grasp. Columns (all tables carry every column; a stage leaves the ot
   followed), ``object_moved_at_contact`` float32 (metres the object moved while the fingers closed),
   ``penetration_depth`` float32 (m), ``six_dir_success`` bool, ``slip`` float32 (m).
 - energy terms: ``E_fc``, ``E_dis``, ``E_pen``, ``E_spen``, ``E_joints``, ``energy`` float32.
-- ``round`` int32: the expansion round that produced the grasp.
+- ``round`` int32: the round whose training set the grasp joined (1: seed grasps; r > 1: held
+  expansions of round r - 1 fed back by ``dexlite run --rounds``); null outside the dataset stage.
 
 Plain numpy/pyarrow; no Prefect. Parquet I/O lives in :mod:`storage.parquet`.
 """

@@ -784,6 +784,14 @@ def stage_lift(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 # ------------------------------------------------------------------------------ 5. dataset
 
 
+def _with_round(table: Any, round_no: int) -> Any:
+    """`table` with its ``round`` column (the round whose dataset the grasp joined) set to `round_no`."""
+    import pyarrow as pa
+
+    col = pa.array([round_no] * table.num_rows, type=pa.int32())
+    return table.set_column(table.schema.get_field_index("round"), table.schema.field("round"), col)
+
+
 def stage_dataset(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
     """The training set: lift-tested seed grasps (successes only unless ``dataset.require_lift``).
 
@@ -809,6 +817,7 @@ def stage_dataset(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
             for o in np.unique(ids):
                 keep[np.flatnonzero(ids == o)[: cfg.dataset.max_per_object]] = True
             table = table.filter(keep)
+        table = _with_round(table, 1)
     else:
         round_no = int(_read_json(last / "stats.json").get("round", 1)) + 1
         table = read_grasps(last / "grasps.parquet")
@@ -819,7 +828,7 @@ def stage_dataset(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
         fed = fed.set_column(fed.schema.get_field_index("grasp_id"), "grasp_id",
                              pc.add(fed.column("grasp_id"), round_no * 10_000_000))  # unique across rounds
         n_in, added = table.num_rows + fed.num_rows, fed.num_rows
-        table = concat_tables([table, fed])
+        table = concat_tables([table, _with_round(fed, round_no)])
     per_object: dict[str, int] = {}
     for o in table.column("object_id").to_pylist():
         per_object[o] = per_object.get(o, 0) + 1
@@ -838,7 +847,7 @@ def stage_dataset(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], device: Any,
-                   n_points: int = 2048, n_contacts: int = 4) -> Any:
+                   n_points: int, energy: Any) -> Any:
     """:class:`dexlite_core.train.TrainingData` for the grasps of ``object_ids`` in ``table``."""
     import numpy as np
     import torch
@@ -859,7 +868,7 @@ def _training_data(table: Any, objects_root: Path, object_ids: Sequence[str], de
     clouds = torch.stack([torch.as_tensor(model_cloud(np.asarray(o.points), n_points), dtype=torch.float32)
                           for o in objs]).to(device)
     fields = [object_field(o, device) for o in objs]
-    contact = fill_contacts(q, oi, sub.column("contact_idx").to_pylist(), fields, n_contacts)
+    contact = fill_contacts(q, oi, sub.column("contact_idx").to_pylist(), fields, energy)
     return TrainingData(q, oi, contact, clouds, fields, ids)
 
 
@@ -880,9 +889,8 @@ def _train_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Pa
     train_ids = [o for o in ids if o not in val] or ids
     root = _objects_root(inputs)
     n_pts = cfg.train.n_points
-    k = cfg.energy.n_contacts
-    train_data = _training_data(table, root, train_ids, device, n_pts, k)
-    val_data = _training_data(table, root, sorted(val), device, n_pts, k) if val else None
+    train_data = _training_data(table, root, train_ids, device, n_pts, cfg.energy)
+    val_data = _training_data(table, root, sorted(val), device, n_pts, cfg.energy) if val else None
     model = GraspCVAE.from_config(cfg.train).to(device)
     t0 = time.perf_counter()
 

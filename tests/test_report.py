@@ -98,3 +98,4 @@ def test_dataset_round_two_adds_the_held_expanded_grasps(tmp_path: Path) -> None
     assert sorted(table["source"]) == ["expanded", "expanded", "seed", "seed"]
     assert table["grasp_id"].is_unique
     assert table["lift_success"].all()
+    assert table.groupby("source")["round"].agg(set).to_dict() == {"expanded": {2}, "seed": {1}}

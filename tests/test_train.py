@@ -53,18 +53,68 @@ def test_validation_objects_are_never_training_objects():
     assert len(split_objects(["a", "b"], 0.2)) == 1
 
 
-def test_fill_contacts_keeps_stored_indices_and_fills_missing_ones_at_the_grasp():
-    from dexlite_core.synthesis import contact_indices_for
+def _box_grasps():
+    """The lift fixtures' held enveloping grasps of a 5 x 5 x 10 cm box `(G, 28)` and the box's field."""
+    import json
+    from pathlib import Path
+
+    import trimesh
+
+    from dexlite_core.energy import ObjectField
+    from dexlite_core.objects.sdf import SDFGrid, compute_sdf
+
+    mesh = trimesh.creation.box((0.05, 0.05, 0.1))
+    values, lo, hi, _ = compute_sdf(mesh, 64, 0.04)
+    field = ObjectField(SDFGrid(values, lo, hi), torch.as_tensor(mesh.sample(2048), dtype=torch.float32))
+    fixtures = json.loads((Path(__file__).parent / "fixtures" / "grasps.json").read_text())
+    return torch.tensor(fixtures["box"], dtype=torch.float32), field
+
+
+def test_fitted_contacts_explain_a_held_grasp_better_than_the_nearest_ones():
+    from itertools import combinations
+
+    from dexlite_core.energy import grasp_energy
+    from dexlite_core.synthesis import contact_indices_for, fitted_contact_indices
+
+    q, field = _box_grasps()
+    hand, cfg = hand_on("cpu"), EnergyConfig()
+    fitted = fitted_contact_indices(hand, field, q, cfg, chunk=3)  # chunking must not matter
+    nearest = contact_indices_for(hand, field, q, 4)
+    e_fit, e_near = (grasp_energy(hand, field, q, i, cfg) for i in (fitted, nearest))
+
+    def score(e):
+        return e.E_fc + cfg.weights.dis * e.E_dis
+
+    # the nearest links are one of the subsets searched, so the fit can only score lower ...
+    assert (score(e_fit) <= score(e_near) + 1e-5).all()
+    # ... and these grasps hold in simulation: some choice of contacts must nearly balance
+    assert e_fit.E_fc.max() < 1.0 and e_fit.E_dis.max() < 0.02
+    links = hand.cand_link[fitted]
+    assert all(len(set(r)) == 4 for r in links.tolist())  # four different links
+    thumb = {i for i, n in enumerate(hand.geometry.link_names) if n.endswith(("thdistal", "thmiddle", "thproximal"))}
+    assert all(set(r) & thumb for r in links.tolist())  # the thumb opposes the fingers in every one
+    # brute force over every subset of per-link nearest candidates for one grasp agrees
+    state = hand(q[:1])
+    dist = field.sdf.query(state.contact_candidates)[0].abs()[0]
+    n_links = int(hand.cand_link.max()) + 1
+    best = [int(torch.where(hand.cand_link == li, dist, float("inf")).argmin()) for li in range(n_links)]
+    subsets = torch.tensor([[best[li] for li in c] for c in combinations(range(n_links), 4)])
+    e_all = grasp_energy(hand, field, q[:1].expand(len(subsets), -1), subsets, cfg)
+    assert torch.equal(fitted[0], subsets[int(score(e_all).argmin())])
+
+
+def test_fill_contacts_keeps_stored_indices_and_fits_missing_ones_at_the_grasp():
+    from dexlite_core.synthesis import fitted_contact_indices
     from dexlite_core.train import fill_contacts
 
     data = _data(6)
     hand = hand_on("cpu")
     stored = data.contact_idx.tolist()
     mixed = [stored[0], None, stored[2], None, None, stored[5]]
-    out = fill_contacts(data.q, data.object_index, mixed, data.fields, 4)
+    out = fill_contacts(data.q, data.object_index, mixed, data.fields, EnergyConfig())
     assert out.shape == (6, 4) and out.dtype == torch.long
     for i in (0, 2, 5):
         assert out[i].tolist() == stored[i]
-    nearest = contact_indices_for(hand, data.fields[0], data.q[[1, 3, 4]], 4)
-    assert torch.equal(out[[1, 3, 4]], nearest)
+    fitted = fitted_contact_indices(hand, data.fields[0], data.q[[1, 3, 4]], EnergyConfig())
+    assert torch.equal(out[[1, 3, 4]], fitted)
     assert not torch.equal(out[[1, 3, 4]], data.contact_idx[[1, 3, 4]])  # random init contacts differ
