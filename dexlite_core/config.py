@@ -134,6 +134,8 @@ class LiftConfig:
     six_dir_accel: float = 9.81  # push = object_mass * six_dir_accel along +-x, +-y, +-z [m/s^2]
     six_dir_max_displacement: float = 0.02
     six_dir_max_rotation_deg: float = 15.0
+    six_dir_early_pass: bool = True  # a direction passes once its motion cannot reach half the limits in time
+    six_dir_min_time: float = 0.5  # s of each direction always simulated before an early pass
     seed: int = 0  # the protocol is deterministic; kept for the cache key
 
 

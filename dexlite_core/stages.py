@@ -15,7 +15,8 @@ hundreds of objects per task, never one task per grasp); ``stage_<name>`` runs t
 Cache keys (:func:`stage_key`): a hash of the *content* of the upstream artifacts (their manifests'
 file hashes; run records and pictures excluded: :func:`is_volatile`), of the config sections the stage
 reads (``PipelineConfig.digest``), of extra inputs (mesh files named in the config) and of the code
-version (the stage's own functions and the ``dexlite_core`` modules it lists). A stage whose upstream
+version (the syntax trees, without comments and docstrings, of the stage's own functions and of the
+``dexlite_core`` modules it lists: :func:`code_hash`). A stage whose upstream
 was rebuilt with identical content is therefore not rerun (early cut-off).
 
 Artifact layout of each stage (files under the stage folder):
@@ -35,8 +36,10 @@ evaluate    ``report.json``, ``report.md``, ``grasps.parquet`` (the evaluated gr
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import importlib
 import inspect
@@ -45,6 +48,7 @@ import logging
 import math
 import os
 import shutil
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -224,11 +228,39 @@ def _source_files(module: str) -> list[Path]:
     return [f] if f.is_file() else []
 
 
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_text(source: str) -> str:
+    """What a stage's code version hashes of Python `source`: its syntax tree without docstrings,
+    so editing a comment, a docstring or the layout does not invalidate cached artifacts (falls
+    back to the text itself where it does not parse)."""
+    try:
+        return ast.dump(_strip_docstrings(ast.parse(textwrap.dedent(source))))
+    except SyntaxError:
+        return source
+
+
 def _fn_source(fn: Callable[..., Any]) -> str:
     try:
-        return inspect.getsource(fn)
+        return code_text(inspect.getsource(fn))
     except (OSError, TypeError):
         return getattr(fn, "__qualname__", repr(fn))
+
+
+@functools.lru_cache(maxsize=512)
+def _file_digest(path: Path, mtime_ns: int, size: int) -> bytes:
+    data = path.read_bytes()
+    if path.suffix == ".py":
+        data = code_text(data.decode("utf-8")).encode()
+    return hashlib.sha256(data).digest()
 
 
 def _names(code: Any) -> set[str]:
@@ -261,8 +293,9 @@ def _helpers(fns: Iterable[Callable[..., Any]]) -> list[Callable[..., Any]]:
 
 
 def code_hash(spec: StageSpec) -> str:
-    """Code version of a stage: the source of its functions and of the same-module helpers they call,
-    its listed ``dexlite_core`` modules' files, and its version number."""
+    """Code version of a stage: the code of its functions and of the same-module helpers they call,
+    its listed ``dexlite_core`` modules' files (Python ones as :func:`code_text`), and its version
+    number."""
     h = hashlib.sha256(f"{spec.name}:{spec.version}".encode())
     fns: list[Callable[..., Any]] = [spec.run]
     if spec.shards is not None:
@@ -272,7 +305,8 @@ def code_hash(spec: StageSpec) -> str:
     for mod in spec.code:
         for f in _source_files(mod):
             h.update(f.relative_to(CORE_DIR).as_posix().encode() + b"\0")
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+            st = f.stat()
+            h.update(_file_digest(f, st.st_mtime_ns, st.st_size))
     return h.hexdigest()[:16]
 
 
@@ -748,32 +782,16 @@ def _lift_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[
     return {"grasps": table.num_rows}
 
 
-def _rates(table: Any) -> dict[str, Any]:
-    import pyarrow.compute as pc
-
-    n = table.num_rows
-
-    def rate(col: str) -> float:
-        c = table.column(col)
-        valid = n - c.null_count
-        return float(pc.sum(c.cast("int64")).as_py() or 0) / valid if valid else float("nan")
-
-    return {"n": n, "success_rate": rate("lift_success"), "six_direction_success_rate": rate("six_dir_success")}
-
-
 def _lift_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
-    """Merged lift results; ``lift.json``: success rates overall and per object."""
-    import numpy as np
-
+    """Merged lift results; ``lift.json``: :func:`dexlite_core.sim.lift.summarise` of them (success
+    rates overall and per object, mean lift ratio, slip, penetration)."""
+    from dexlite_core.sim.lift import summarise
     from storage.parquet import read_grasps
 
     _merge_grasps(dirs, out_dir / "grasps.parquet")
-    table = read_grasps(out_dir / "grasps.parquet")
-    summary = _rates(table)
-    ids = np.asarray(table.column("object_id").to_pylist())
-    per_object = {str(o): _rates(table.filter(ids == o)) for o in np.unique(ids)}
-    _write_json(out_dir / "lift.json", {**summary, "per_object": per_object})
-    return summary
+    doc = summarise(read_grasps(out_dir / "grasps.parquet").to_pandas(), cfg.lift)
+    _write_json(out_dir / "lift.json", doc)
+    return {k: doc[k] for k in ("n", "success_rate", "six_direction_success_rate")}
 
 
 def stage_lift(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:

@@ -214,6 +214,31 @@ def first_run(toy_dir: Path, prefect_server: str, tmp_path_factory: pytest.TempP
     return {"out": out, "log": log, "seconds": seconds, "stdout": p.stdout, "stderr": p.stderr, "home": before}
 
 
+def test_code_version_ignores_comments_and_docstrings_but_not_code(tmp_path: Path, monkeypatch) -> None:
+    """Editing a comment or docstring keeps every cached artifact; editing code reruns the stage."""
+    import shutil
+
+    from dexlite_core import stages
+
+    core = tmp_path / "dexlite_core"
+    shutil.copytree(stages.CORE_DIR, core, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(stages, "CORE_DIR", core)
+    lift = core / "sim" / "lift.py"
+    spec = stages.STAGES["lift"]
+    before, seed = stages.code_hash(spec), stages.code_hash(stages.STAGES["seed"])
+    text = lift.read_text()
+    assert text.startswith('"""') and "\nimport mujoco\n" in text
+    body = text.split('"""', 2)[2].replace("\nimport mujoco\n", "\nimport mujoco  # physics\n\n")
+    lift.write_text('"""Reworded."""\n# a new comment\n' + body)
+    assert stages.code_hash(spec) == before
+    lift.write_text(lift.read_text().replace("GRAVITY = 9.81", "GRAVITY = 9.80"))
+    assert stages.code_hash(spec) != before
+    assert stages.code_hash(stages.STAGES["seed"]) == seed  # seed does not read the simulation
+    f = "def f(x):\n    'Doc.'\n    return x + 1  # note\n"
+    assert stages.code_text(f) == stages.code_text("def f(x):\n\n    return x + 1\n")
+    assert stages.code_text(f) != stages.code_text("def f(x):\n    return x + 2\n")
+
+
 def test_first_run_builds_every_stage_in_order(first_run: dict) -> None:
     assert executed(first_run["log"]) == STAGE_NAMES
     starts = shard_starts(first_run["log"], "seed")

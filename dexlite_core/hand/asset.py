@@ -10,7 +10,8 @@ uses) and rebuild it, with `mujoco.MjSpec`, into a *free-floating right hand roo
    the optimiser, like DexGraspNet's, treats all 22 finger joints as free. Simulation adds its own
    actuators (see :mod:`dexlite_core.sim.lift`);
 3. the palm body hangs from an empty body ``hand_root`` at the world origin, where simulation
-   attaches a free joint.
+   attaches a free joint;
+4. the explicit finger-finger contact pairs, which the asset lists twice, are kept once.
 
 Joint order is DexGraspNet's: FFJ3..FFJ0, MFJ3..MFJ0, RFJ3..RFJ0, LFJ4..LFJ0, THJ4..THJ0.
 """
@@ -81,6 +82,12 @@ def build_hand_spec() -> mujoco.MjSpec:
     palm = spec.body(PALM_BODY)
     palm.pos = [0.0, 0.0, 0.0]
     spec.delete(spec.joint(PREFIX + "WRJ0"))
+    seen: set[tuple[str, ...]] = set()
+    for pair in list(spec.pairs):  # the asset lists each finger-finger contact pair twice
+        key = tuple(sorted((pair.geomname1, pair.geomname2)))
+        if key in seen:
+            spec.delete(pair)
+        seen.add(key)
     return spec
 
 

@@ -5,7 +5,7 @@ Built once per object (:func:`build_scene`) and reused for every grasp of that o
 :mod:`dexlite_core.sim.lift`; this module only assembles the model:
 
 - hand: :func:`dexlite_core.hand.asset.build_hand_spec` (OpenAI / gymnasium-robotics asset, palm
-  root; its doubled explicit contact pairs are de-duplicated, its visual meshes dropped). The body
+  root, each explicit finger contact pair once; its visual meshes dropped here). The body
   ``hand_root`` carries the grasp's palm pose in ``model.body_pos`` / ``body_quat``
   (:meth:`Scene.set_hand_pose`, per grasp) and one slide joint ``lift_z`` whose local axis is set to
   ``R^T e_z`` so that it always lifts along world z. Every hand body is gravity-compensated.
@@ -155,10 +155,9 @@ class Scene:
     palm_body: int
     hand_geoms: np.ndarray  # collision geoms of the hand (those that can touch the object)
     obj_geoms: np.ndarray
-    finger_bodies: list[np.ndarray]  # per finger joint: the bodies it moves (its subtree)
     joint_chain: list[np.ndarray]  # per finger joint: indices (0..21) of the joints of its finger
     tip_body: np.ndarray  # (22,) the distal body of each joint's finger
-    body_moves: np.ndarray  # (nbody, 22) bool: body b is in finger_bodies[j] (moved by joint j)
+    body_moves: np.ndarray  # (nbody, 22) bool: body b is moved by finger joint j (in its subtree)
     geom_is_hand: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
     geom_is_obj: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
 
@@ -180,7 +179,6 @@ def build_scene(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> S
     """Compile the lift-test model for one object (about 0.1 s; reuse it for all its grasps)."""
     spec = build_hand_spec()
     spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_FALSE
-    _dedupe_pairs(spec)
     if not visual:  # visual meshes never collide; dropping them halves the build time
         used: set[str] = set()
         for g in list(spec.geoms):
@@ -252,17 +250,6 @@ def build_scene(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> S
     return _index(model)
 
 
-def _dedupe_pairs(spec: mujoco.MjSpec) -> None:
-    """Drop repeated explicit contact pairs (the hand spec lists each finger-finger pair twice)."""
-    seen: set[tuple[str, str]] = set()
-    for pair in list(spec.pairs):
-        key = tuple(sorted((pair.geomname1, pair.geomname2)))
-        if key in seen:
-            spec.delete(pair)
-        else:
-            seen.add(key)  # type: ignore[arg-type]
-
-
 def _index(model: mujoco.MjModel) -> Scene:
     lift = model.joint(LIFT_JOINT).id
     fid = [model.joint(n).id for n in JOINT_NAMES]
@@ -274,18 +261,11 @@ def _index(model: mujoco.MjModel) -> Scene:
     collide = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
     geom_is_hand = in_hand[gbody] & collide
     geom_is_obj = gbody == obj_body
-    finger_bodies, chains, tips = [], [], []
     jbody = model.jnt_bodyid[fid]
-    for j in range(len(fid)):
-        sub = np.array([b for b in range(model.nbody) if _is_descendant(model, b, int(jbody[j]))])
-        finger_bodies.append(sub)
-        leaf = max(sub, key=lambda b: _depth(model, b))
-        tips.append(leaf)
-    for j in range(len(fid)):  # the finger of joint j: joints whose body is on the path to its tip
-        chains.append(np.array([k for k in range(len(fid)) if tips[k] == tips[j]]))
-    body_moves = np.zeros((model.nbody, len(fid)), bool)
-    for j, sub in enumerate(finger_bodies):
-        body_moves[sub, j] = True
+    body_moves = np.array([[_is_descendant(model, b, int(jb)) for jb in jbody] for b in range(model.nbody)])
+    tips = [max(np.flatnonzero(body_moves[:, j]), key=lambda b: _depth(model, b)) for j in range(len(fid))]
+    # the finger of joint j: joints whose body is on the path to its tip
+    chains = [np.array([k for k in range(len(fid)) if tips[k] == tips[j]]) for j in range(len(fid))]
     return Scene(
         model=model,
         root_body=hand_root,
@@ -300,7 +280,6 @@ def _index(model: mujoco.MjModel) -> Scene:
         palm_body=model.body(PALM_BODY).id,
         hand_geoms=np.flatnonzero(geom_is_hand),
         obj_geoms=np.flatnonzero(geom_is_obj),
-        finger_bodies=finger_bodies,
         joint_chain=chains,
         tip_body=np.array(tips),
         body_moves=body_moves,
