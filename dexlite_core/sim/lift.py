@@ -86,8 +86,9 @@ per second per core on pipeline grasps (``benchmarks/lift_protocol.py``), 450 st
 fewer when objects drop early. MuJoCo's step is nearly all of it (the Newton solver takes 5-8
 iterations per step while the fingers close and the hand accelerates; Python adds ~5%), so its
 rollout API would not help per core. ``impratio=1`` or pyramidal cones are ~1.5x faster but change
-5-10% of verdicts; the six-direction test adds up to 12 simulated seconds per passing grasp
-(``benchmarks/_lift.py --six``).
+5-10% of verdicts. The six-direction test adds 3-12 simulated seconds per passing grasp: with it,
+a pipeline grasp costs 8.9 simulated seconds on average (13.0 without the early pass of step 4;
+``benchmarks/lift_protocol.py --six``).
 """
 
 from __future__ import annotations
