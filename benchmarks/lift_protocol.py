@@ -3,12 +3,11 @@
     .venv/bin/python benchmarks/lift_protocol.py [GRASPS.parquet --objects DIR] [--per-object 48]
         [--workers 2] [--other lift_time=1.5,hold_time=0.5] [--six]
 
-    e.g. the six-direction test's early pass against the full 2 s per direction:
-    .venv/bin/python benchmarks/lift_protocol.py --six --other six_dir_settle_speed=0
+    e.g. the six-direction test's optional early pass against the full 2 s per direction:
+    .venv/bin/python benchmarks/lift_protocol.py --six --other six_dir_early_pass=True
 
 Runs the lift test (with ``--six`` also the six-direction test) on the same grasps three times in
-one process pool:
-the default protocol (:class:`LiftConfig`), the default protocol on poses perturbed by +-1e-6
+one process pool: the default protocol (:class:`LiftConfig`), the default protocol on poses perturbed by +-1e-6
 (rad / m; the noise floor: verdicts near the edge flip under any change, simulation notes item 9),
 and the ``--other`` protocol (``field=value`` pairs over the defaults; by default the former 1.5 s
 lift + 0.5 s hold). Prints wall time, tests per second per core, success rate and how many

@@ -134,7 +134,7 @@ class LiftConfig:
     six_dir_accel: float = 9.81  # push = object_mass * six_dir_accel along +-x, +-y, +-z [m/s^2]
     six_dir_max_displacement: float = 0.02
     six_dir_max_rotation_deg: float = 15.0
-    six_dir_early_pass: bool = True  # a direction passes early once the object barely creeps (sim/lift.py step 4)
+    six_dir_early_pass: bool = False  # pass a direction early once the object barely creeps (sim/lift.py step 4)
     six_dir_min_time: float = 0.5  # s of each direction always simulated before an early pass
     six_dir_early_margin: float = 0.125  # share of the limits the creep, extrapolated to the end, must stay under
     seed: int = 0  # the protocol is deterministic; kept for the cache key

@@ -196,8 +196,9 @@ def test_six_directions_pass_early_once_the_object_barely_creeps_with_the_full_t
     q_far = poses[0].copy()
     q_far[0] += 0.2
     poses = np.vstack([poses, q_far])
-    fast = lift_test([CYLINDER], poses, LiftConfig())
-    full = lift_test([CYLINDER], poses, LiftConfig(six_dir_early_pass=False))
+    fast = lift_test([CYLINDER], poses, LiftConfig(six_dir_early_pass=True))
+    full = lift_test([CYLINDER], poses, LiftConfig())
+    assert not LiftConfig().six_dir_early_pass  # the exact test is the default
     assert fast["six_dir_success"].tolist() == full["six_dir_success"].tolist() == [True, True, False]
     lift_cols = [c for c in COLUMNS if c not in ("six_dir_success", "six_dir_failed", "sim_time")]
     pd.testing.assert_frame_equal(fast[lift_cols], full[lift_cols])
