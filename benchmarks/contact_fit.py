@@ -14,12 +14,12 @@ it reads the ``dataset@round2`` and ``objects`` artifacts of runs/default/stages
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _runs import last_run
 
 from dexlite_core.config import EnergyConfig
 from dexlite_core.dataset import table_q
@@ -28,24 +28,14 @@ from dexlite_core.objects import load_object
 from dexlite_core.synthesis import contact_indices_for, fitted_contact_indices, hand_on, object_field
 from storage.parquet import read_grasps
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _last_run(stage: str) -> Path:
-    record = ROOT / "runs" / "default" / "stages.json"
-    runs = json.loads(record.read_text()) if record.is_file() else {}
-    if stage not in runs:
-        raise SystemExit(f"no {stage} in {record}: run `dexlite run ... --rounds 2` first or pass the paths")
-    return Path(runs[stage]["path"])
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", nargs="?", type=Path, help="grasp Parquet (object_id, q, source, contact_idx)")
     ap.add_argument("--objects", type=Path, help="object folders (default: runs/default's objects artifact)")
     args = ap.parse_args()
-    table = read_grasps(args.dataset or _last_run("dataset@round2") / "grasps.parquet")
-    objects = args.objects or _last_run("objects") / "objects"
+    table = read_grasps(args.dataset or last_run("dataset@round2") / "grasps.parquet")
+    objects = args.objects or last_run("objects") / "objects"
     torch.set_num_threads(2)
     cfg, hand = EnergyConfig(), hand_on("cpu")
     ids = np.asarray(table.column("object_id").to_pylist())

@@ -21,26 +21,16 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _runs import last_run
 
 from dexlite_core.config import LiftConfig
 from dexlite_core.sim.lift import evaluate_grasps, shutdown_pool, worker_pool
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _last_run(stage: str) -> Path:
-    """The artifact folder of `stage` in the last run of runs/default (its ``stages.json``)."""
-    record = ROOT / "runs" / "default" / "stages.json"
-    if not record.is_file():
-        raise SystemExit(f"{record} not found: run `make demo` first or pass the paths")
-    return Path(json.loads(record.read_text())[stage]["path"])
 
 
 def _overrides(text: str) -> dict[str, object]:
@@ -60,8 +50,8 @@ def main() -> None:
     ap.add_argument("--other", default="lift_time=1.5,hold_time=0.5", help="field=value,... over LiftConfig()")
     ap.add_argument("--six", action="store_true", help="also run and compare the six-direction test")
     args = ap.parse_args()
-    grasps = args.grasps or _last_run("evaluate") / "grasps.parquet"
-    objects = args.objects or _last_run("objects") / "objects"
+    grasps = args.grasps or last_run("evaluate") / "grasps.parquet"
+    objects = args.objects or last_run("objects") / "objects"
 
     df = pd.read_parquet(grasps, columns=["object_id", "q"])
     df = df.sample(frac=1.0, random_state=0).groupby("object_id").head(args.per_object).reset_index(drop=True)

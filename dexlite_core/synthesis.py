@@ -88,6 +88,13 @@ def seed_grasps(
     return optimise(field, q0, idx0, seed_cfg.annealing, energy, seed=seed + 1, progress=progress)
 
 
+def _nearest_per_link(hand: HandModel, dist: torch.Tensor) -> torch.Tensor:
+    """Each link's candidate nearest the surface: unsigned distances `(B, M)` -> indices `(B, L)`."""
+    link = hand.cand_link  # (M,), candidates grouped by link
+    own = link[None, :] == torch.arange(int(link.max()) + 1, device=link.device)[:, None]  # (L, M)
+    return torch.where(own, dist[:, None, :], float("inf")).argmin(-1)
+
+
 def contact_indices_for(hand: HandModel, field: ObjectField, q: torch.Tensor, k: int) -> torch.Tensor:
     """For poses `q (B, 28)`, `k` contacts on `k` different links nearest the surface: `(B, k)`.
 
@@ -97,14 +104,9 @@ def contact_indices_for(hand: HandModel, field: ObjectField, q: torch.Tensor, k:
     """
     with torch.no_grad():
         dist = field.sdf.query(hand(q).contact_candidates)[0].abs()  # (B, M)
-        link = hand.cand_link  # (M,), candidates grouped by link
-        n_links = int(link.max()) + 1
-        best = torch.full((q.shape[0], n_links), float("inf"), dtype=dist.dtype, device=dist.device)
-        best = best.scatter_reduce(1, link.expand_as(dist), dist, reduce="amin")
-        links = best.topk(k, dim=-1, largest=False).indices  # (B, k) links with the closest contact
-        # the closest candidate of each chosen link
-        masked = torch.where(link[None, None, :] == links[..., None], dist[:, None, :], float("inf"))
-        return masked.argmin(-1)
+        per_link = _nearest_per_link(hand, dist)  # (B, L)
+        links = dist.gather(1, per_link).topk(k, dim=-1, largest=False).indices  # (B, k) the closest links
+        return per_link.gather(1, links)
 
 
 def fitted_contact_indices(
@@ -122,18 +124,15 @@ def fitted_contact_indices(
     contacts give for seed grasps (0.17 / 0.31 refitted).
     """
     k, w = energy.n_contacts, energy.weights
-    link = hand.cand_link  # (M,), candidates grouped by link
-    n_links = int(link.max()) + 1
+    n_links = int(hand.cand_link.max()) + 1
     subsets = torch.tensor(list(itertools.combinations(range(n_links), k)), device=q.device)  # (C, K)
-    own = link[None, None, :] == torch.arange(n_links, device=q.device)[None, :, None]  # (1, L, M)
     out = []
     with torch.no_grad():
         for part in q.split(chunk):
             cand = hand(part).contact_candidates  # (b, M, 3)
             phi, normal = field.sdf.query(cand)
             dist = phi.abs()
-            per_link = torch.where(own, dist[:, None, :], float("inf")).argmin(-1)  # (b, L)
-            idx = per_link[:, subsets]  # (b, C, K) candidate indices
+            idx = _nearest_per_link(hand, dist)[:, subsets]  # (b, C, K) candidate indices
             b, c = idx.shape[:2]
             flat = idx.reshape(b, -1, 1)  # (b, C * K, 1)
             points = torch.gather(cand, 1, flat.expand(-1, -1, 3)).reshape(b * c, k, 3)
