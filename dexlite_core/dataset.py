@@ -57,6 +57,14 @@ _FIELDS: list[pa.Field] = [
     pa.field("penetration_depth", pa.float32()),
     pa.field("six_dir_success", pa.bool_()),
     pa.field("slip", pa.float32()),
+    # evaluation (dexlite_core/sim): grasp metrics, the lift test's stability flag, dexgraspbench
+    pa.field("self_penetration", pa.float32()),
+    pa.field("contact_count", pa.int32()),
+    pa.field("q1", pa.float32()),
+    pa.field("sim_unstable", pa.bool_()),
+    pa.field("dgb_success", pa.bool_()),
+    pa.field("dgb_failed", pa.string()),
+    pa.field("dgb_sim_unstable", pa.bool_()),
     *(pa.field(name, pa.float32()) for name in ENERGY_COLUMNS),
     pa.field("round", pa.int32()),
     pa.field("contact_idx", pa.list_(pa.field("element", pa.int16()))),  # the optimiser's chosen contact candidates

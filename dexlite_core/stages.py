@@ -737,26 +737,27 @@ def stage_seed(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 # ---------------------------------------------------------------------------- 4. lift test
 
 
-def _lift_table(table: Any, objects_root: Path, cfg: PipelineConfig, stage: str) -> tuple[Any, dict]:
-    """Run the MuJoCo lift test on a grasp table; return it with the lift columns filled + summary."""
+def _lift_table(table: Any, objects_root: Path, cfg: PipelineConfig, stage: str,
+                protocols: Sequence[str] = ("lift",)) -> tuple[Any, dict]:
+    """Run the MuJoCo protocols on a grasp table; return it with the result columns the grasp schema
+    holds filled + the summary (:func:`dexlite_core.sim.evaluate.evaluate_grasps`)."""
     import numpy as np
 
-    from dexlite_core.dataset import LIFT_COLUMNS
+    from dexlite_core.sim.evaluate import evaluate_grasps
 
-    evaluate_grasps = _need(stage, "dexlite_core.sim.lift.evaluate_grasps",
-                            lambda: importlib.import_module("dexlite_core.sim.lift").evaluate_grasps)
     if table.num_rows == 0:
-        return table, {"n": 0, "success_rate": float("nan"), "six_direction_success_rate": float("nan")}
-    df, summary = evaluate_grasps(table, objects_root, cfg, 1)
+        return table, {"n": 0}
+    df, summary = evaluate_grasps(table, objects_root, cfg, 1, protocols)
     if len(df) != table.num_rows:
         raise RuntimeError(f"stage {stage}: evaluate_grasps returned {len(df)} rows for {table.num_rows} grasps")
-    for col in LIFT_COLUMNS:
-        if col in df.columns:
-            values = df[col].to_numpy()
-            if values.dtype == object:
-                values = np.asarray([None if v is None else v for v in values], dtype=object)
-            table = table.set_column(table.schema.get_field_index(col), table.schema.field(col),
-                                     _arrow(values, table.schema.field(col).type))
+    for col in df.columns:
+        i = table.schema.get_field_index(col)
+        if col == "object_id" or i < 0:
+            continue
+        values = df[col].to_numpy()
+        if values.dtype == object:
+            values = np.asarray([None if v is None else v for v in values], dtype=object)
+        table = table.set_column(i, table.schema.field(col), _arrow(values, table.schema.field(col).type))
     return table, dict(summary)
 
 
@@ -777,8 +778,9 @@ def _lift_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: list[
     t0 = time.perf_counter()
     table, summary = _lift_table(table, _objects_root(inputs), cfg, "lift")
     write_grasps(table, out_dir / "grasps.parquet")
-    log.info("lift: %d objects, %d grasps, success %.3f (%.1f s)", len(items), table.num_rows,
-             summary.get("success_rate", float("nan")), time.perf_counter() - t0)
+    rate = (summary.get("rates", {}).get("lift_ungated") or {}).get("rate")
+    log.info("lift: %d objects, %d grasps, success %s (%.1f s)", len(items), table.num_rows,
+             "n/a" if rate is None else f"{rate:.3f}", time.perf_counter() - t0)
     return {"grasps": table.num_rows}
 
 
@@ -903,7 +905,7 @@ def _train_core(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Pa
     torch.manual_seed(cfg.train.seed)
     table = read_grasps(inputs["dataset"] / "grasps.parquet")
     ids = sorted(set(table.column("object_id").to_pylist()))
-    val = train_mod.split_objects(ids, cfg.train.val_fraction, cfg.train.seed)
+    val = train_mod.split_objects(ids, cfg.train.val_fraction)
     train_ids = [o for o in ids if o not in val] or ids
     root = _objects_root(inputs)
     n_pts = cfg.train.n_points
@@ -1062,55 +1064,26 @@ def _evaluate_shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, items: l
                            _read_for(inputs["postopt"] / "grasps.parquet", items)])
     table = _first_per_object(table, cfg.evaluate.max_per_object)
     t0 = time.perf_counter()
-    table, _ = _lift_table(table, _objects_root(inputs), cfg, "evaluate")
+    table, _ = _lift_table(table, _objects_root(inputs), cfg, "evaluate", cfg.evaluate.protocols)
     write_grasps(table, out_dir / "grasps.parquet")
-    ev = cfg.evaluate
-    if ev.strict_friction > 0 and table.num_rows:
-        from dexlite_core.sim.lift import evaluate_grasps
-
-        strict = dataclasses.replace(cfg.lift, friction=ev.strict_friction, squeeze=ev.strict_squeeze)
-        df, _ = evaluate_grasps(table, _objects_root(inputs), strict, 1, six_directions=False)
-        keys = table.select(["object_id", "grasp_id", "source"]).to_pandas()
-        keys["lift_success"] = df["lift_success"].to_numpy(dtype=bool)
-        keys["lift_ratio"] = df["lift_ratio"].to_numpy(dtype=float)
-        _write_parquet_df(keys, out_dir / "strict.parquet")
     log.info("evaluate: %d objects, %d grasps (%.1f s)", len(items), table.num_rows, time.perf_counter() - t0)
     return {"grasps": table.num_rows}
-
-
-def _write_parquet_df(df: Any, path: Path) -> None:
-    """A small side table (not the grasp schema), written atomically with pyarrow."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from storage.artifacts import atomic_path
-
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
 
 
 def _evaluate_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
     """Merged evaluated grasps and the report (:mod:`dexlite_core.report`): ``report.json``,
     ``report.html`` (tables, histograms, pictures of held and dropped grasps), ``report.md``."""
-    import pandas as pd
-
     from dexlite_core import report as rep
     from storage.parquet import read_grasps
 
     _merge_grasps(dirs, out_dir / "grasps.parquet")
     df = read_grasps(out_dir / "grasps.parquet").to_pandas()
     split = _read_json(inputs["train"] / "split.json")
-    strict_parts = [pd.read_parquet(d / "strict.parquet") for d in dirs if (d / "strict.parquet").is_file()]
-    strict = pd.concat(strict_parts, ignore_index=True) if strict_parts else None
-    if strict is not None:
-        _write_parquet_df(strict, out_dir / "strict.parquet")
     timing_file = inputs["postopt"] / "timing.json"
     timing = _read_json(timing_file) if timing_file.is_file() else {}
     seconds = {"postopt": timing["seconds"] / timing["grasps"]} if timing.get("grasps") else {}
-    doc = rep.evaluation(df, split["val"], seconds, cfg.energy.n_contacts)
-    if strict is not None:
-        doc["strict"] = {"protocol": {"friction": cfg.evaluate.strict_friction, "squeeze": cfg.evaluate.strict_squeeze},
-                         **rep.strict_rates(strict, split["val"])}
+    doc = rep.evaluation(df, split["val"], seconds, cfg.energy.n_contacts, cfg.evaluate.protocols,
+                         cfg.evaluate.max_penetration)
     stats = _read_json(inputs["dataset"] / "stats.json")
     last = inputs.get(previous("evaluate"))
     rounds = list(_read_json(last / "report.json").get("rounds", [])) if last is not None else []
@@ -1121,11 +1094,12 @@ def _evaluate_merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: Pipeli
         "seed": _read_json(inputs["lift"] / "lift.json"),
         "train": split,
         "lift_config": dataclasses.asdict(cfg.lift),
+        "dexgraspbench_config": dataclasses.asdict(cfg.dexgraspbench),
     })  # fmt: skip
     head = df[rep.headline(df, split["val"])]
     groups = {str(src): g for src, g in head.groupby("source")}
     rep.write_report(out_dir, doc, groups, _report_pictures(inputs, head, out_dir))
-    return {src: {k: doc[src][k] for k in ("n", "success_rate", "six_direction_success_rate")}
+    return {src: {"n": doc[src]["n"], **{name: r["rate"] for name, r in doc[src]["rates"].items()}}
             for src in rep.SOURCES if src in doc}
 
 
@@ -1182,7 +1156,7 @@ STAGES: dict[str, StageSpec] = {
         description="seed grasps by energy optimisation",
     ),
     "lift": StageSpec(
-        "lift", stage_lift, deps=("objects", "seed"), config=("lift",), code=("sim", "dataset"),
+        "lift", stage_lift, deps=("objects", "seed"), config=("lift",), code=("sim", "dataset", "validity", "stats"),
         shards=Shards(_lift_items, _lift_shard, _lift_merge),
         description="MuJoCo lift test of the seed grasps",
     ),
@@ -1209,7 +1183,8 @@ STAGES: dict[str, StageSpec] = {
     ),
     "evaluate": StageSpec(
         "evaluate", stage_evaluate, deps=("objects", "stability", "lift", "dataset", "train", "sample", "postopt"),
-        config=("lift", "evaluate", "energy"), code=("sim", "dataset", "report"), feedback=("evaluate",),
+        config=("lift", "dexgraspbench", "evaluate", "energy"), code=("sim", "dataset", "report", "validity", "stats"),
+        feedback=("evaluate",),
         shards=Shards(_evaluate_items, _evaluate_shard, _evaluate_merge),
         description="final lift-test evaluation and report",
     ),

@@ -13,6 +13,8 @@ PREFECT_HOME (``<out>/.prefect``) and the API (an embedded server unless one is 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -21,8 +23,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -39,9 +43,49 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="run folder: artifacts
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=3 (repeatable)")]
 
 
+def _one_line(msg: object) -> str:
+    return " ".join(str(msg).split())
+
+
 def _fail(msg: str, code: int = 1) -> None:
-    typer.secho(msg, err=True, fg=typer.colors.RED)
+    """Report an error as one line on stderr and exit with ``code`` (no traceback)."""
+    typer.secho(_one_line(msg), err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+def _expected_error(e: BaseException) -> bool:
+    """Errors a user can cause and fix (bad file, bad value, corrupt artifact): reported in one line.
+    Checked against the modules already imported, so the CLI imports nothing heavy to test it."""
+    if isinstance(e, (OSError, ValueError, EOFError)):  # ConfigError, GraspTableError, ArrowInvalid: ValueError
+        return True
+    kinds: list[type] = []
+    if (artifacts := sys.modules.get("storage.artifacts")) is not None:
+        kinds.append(artifacts.ArtifactError)
+    if (pa := sys.modules.get("pyarrow")) is not None:
+        kinds.append(pa.ArrowException)
+    if (stages_mod := sys.modules.get("dexlite_core.stages")) is not None:
+        kinds.append(stages_mod.CoreNotAvailable)
+    return isinstance(e, tuple(kinds))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(fn: F) -> F:
+    """Command decorator: an expected error (:func:`_expected_error`) becomes one stderr line
+    ``<command>: <reason naming the file>`` and exit 1; anything else (a bug) keeps its traceback,
+    and so does every error with DEXLITE_TRACEBACK=1 in the environment."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if not _expected_error(e) or os.environ.get("DEXLITE_TRACEBACK", "") not in ("", "0"):
+                raise
+            _fail(f"{fn.__name__.replace('_', ' ')}: {e}")
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _config(config: Path | None, sets: list[str] | None, **dag: Any) -> Any:
@@ -53,6 +97,8 @@ def _config(config: Path | None, sets: list[str] | None, **dag: Any) -> Any:
         return load_config(config, over)
     except ConfigError as e:
         _fail(f"config error: {e}", 2)
+    except OSError as e:  # e.g. the config path is a folder or unreadable
+        _fail(f"config error: {config}: {e.strerror or e}", 2)
 
 
 def _setup_prefect(out: Path, embedded: bool = True) -> Any:
@@ -90,6 +136,7 @@ def _run_flow(flow_fn: Any, out: Path, **params: Any) -> None:
 
 
 @app.command()
+@_one_line_errors
 def run(
     config: ConfigOpt = None,
     out: OutOpt = Path(DEFAULT_OUT),
@@ -110,6 +157,7 @@ def run(
 
 
 @app.command()
+@_one_line_errors
 def stage(
     name: Annotated[str, typer.Argument(help="stage name (see `dexlite stages`)")],
     config: ConfigOpt = None,
@@ -132,6 +180,7 @@ def stage(
 
 
 @app.command()
+@_one_line_errors
 def status(
     config: ConfigOpt = None,
     out: OutOpt = Path(DEFAULT_OUT),
@@ -158,6 +207,7 @@ def status(
 
 
 @app.command()
+@_one_line_errors
 def stages() -> None:
     """The stage table: dependencies and the config sections each stage's cache key hashes."""
     from dexlite_core.stages import get_stages, topo_order
@@ -171,6 +221,7 @@ def stages() -> None:
 
 
 @app.command()
+@_one_line_errors
 def clean(out: OutOpt = Path(DEFAULT_OUT), config: ConfigOpt = None) -> None:
     """Delete temp folders left by killed runs (run it while no pipeline writes to this store)."""
     from dexlite_core.stages import store_root
@@ -184,6 +235,7 @@ def clean(out: OutOpt = Path(DEFAULT_OUT), config: ConfigOpt = None) -> None:
 
 
 @config_app.command("show")
+@_one_line_errors
 def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the resolved configuration (defaults <- file <- --set) as YAML."""
     typer.echo(to_yaml(_config(config, set_)), nl=False)
@@ -193,6 +245,7 @@ def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
 
 
 @app.command()
+@_one_line_errors
 def server(
     out: OutOpt = Path(DEFAULT_OUT),
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 4200,
@@ -231,6 +284,7 @@ def server(
 
 
 @app.command()
+@_one_line_errors
 def serve(
     config: ConfigOpt = None,
     out: OutOpt = Path(DEFAULT_OUT),
@@ -262,6 +316,7 @@ def serve(
 
 
 @app.command()
+@_one_line_errors
 def deploy(
     work_pool: Annotated[str, typer.Option(help="Prefect work pool (a worker runs its flow runs)")],
     stage_names: Annotated[list[str] | None, typer.Option("--stage", help="stage flow(s) to deploy")] = None,
@@ -310,6 +365,7 @@ def _quiet_logging() -> None:
 
 
 @app.command()
+@_one_line_errors
 def ingest(
     mesh_or_dir: Annotated[Path | None, typer.Argument(help="mesh file or folder of meshes")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="folder of object folders")] = Path("objects"),
@@ -317,7 +373,8 @@ def ingest(
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option(help="processes")] = 1,
 ) -> None:
-    """Ingest meshes into object folders (docs/CONTRACTS.md); prints ok / failed with reasons."""
+    """Ingest meshes into object folders (docs/CONTRACTS.md): `ok` lines on stdout, one `FAILED <file>:
+    <reason>` line per failure on stderr; exit 0 when at least one mesh was ingested, else 1."""
     _quiet_logging()
     from dexlite_core.stages import CoreNotAvailable, ingest_rows, object_sources
 
@@ -348,9 +405,9 @@ def ingest(
         if row["ok"]:
             typer.echo(f"ok      {row['source']} -> {row['path']}")
         else:
-            typer.echo(f"FAILED  {row['source']}: {row['error']}")
+            typer.secho(_one_line(f"FAILED  {row['source']}: {row['error']}"), err=True, fg=typer.colors.RED)
     n_ok = sum(r["ok"] for r in rows)
-    typer.echo(f"{n_ok} ingested, {len(rows) - n_ok} failed -> {out}")
+    typer.echo(f"{n_ok} ingested, {len(rows) - n_ok} failed -> {out}", err=n_ok == 0)
     raise typer.Exit(0 if n_ok > 0 else 1)
 
 
@@ -359,17 +416,24 @@ def _parse_pose(text: str) -> Any:
 
     p = Path(text)
     if p.is_file():
-        if p.suffix == ".npy":
-            q = np.load(p)
-        elif p.suffix == ".json":
-            q = np.asarray(json.loads(p.read_text()), dtype=np.float32)
-        elif p.suffix == ".parquet":
-            from dexlite_core.dataset import table_q
-            from storage.parquet import read_grasps
+        try:
+            if p.suffix == ".npy":
+                q = np.load(p)
+            elif p.suffix == ".json":
+                q = np.asarray(json.loads(p.read_text()), dtype=np.float32)
+            elif p.suffix == ".parquet":
+                from dexlite_core.dataset import table_q
+                from storage.parquet import read_grasp_table
 
-            q = table_q(read_grasps(p))
-        else:
-            q = np.asarray(p.read_text().replace(",", " ").split(), dtype=np.float32)
+                table, note = read_grasp_table(p)
+                if note:
+                    typer.secho(note, err=True, fg=typer.colors.YELLOW)
+                q = table_q(table)
+            else:
+                q = np.asarray(p.read_text().replace(",", " ").split(), dtype=np.float32)
+        except (OSError, ValueError) as e:
+            msg = str(e)
+            _fail(f"--pose {msg}" if str(p) in msg else f"--pose {p}: {msg}")
     else:
         try:
             q = np.asarray([float(v) for v in text.replace(",", " ").split()], dtype=np.float32)
@@ -382,6 +446,7 @@ def _parse_pose(text: str) -> Any:
 
 
 @app.command()
+@_one_line_errors
 def show(
     object_dir: Annotated[Path, typer.Argument(help="ingested object folder")],
     pose: Annotated[str, typer.Option(help="28 numbers, or .npy/.json/.txt/.parquet file of poses")],
@@ -405,44 +470,99 @@ def show(
 
 
 def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
+    """A JSON-able copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
+        return {str(k): _nan_to_none(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_nan_to_none(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):  # numpy arrays and scalars
         try:
-            return _nan_to_none(x.item())
-        except (ValueError, AttributeError):
+            return _nan_to_none(x.tolist())
+        except (ValueError, AttributeError, TypeError):
             return x
     return x
 
 
+def _fmt_value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt_value(x) for x in v) + "]"
+    return str(v)
+
+
+def _echo_summary(summary: dict, indent: int = 0) -> None:
+    """A summary dict, readably: a dict of plain values on one line, deeper dicts as indented blocks."""
+    pad = "  " * indent
+    for k, v in summary.items():
+        if isinstance(v, dict) and v and any(isinstance(x, dict) for x in v.values()):
+            typer.echo(f"{pad}{k}:")
+            _echo_summary(v, indent + 1)
+        elif isinstance(v, dict):
+            typer.echo(f"{pad}{k}: " + ", ".join(f"{kk} {_fmt_value(vv)}" for kk, vv in v.items()))
+        else:
+            typer.echo(f"{pad}{k}: {_fmt_value(v)}")
+
+
+class Protocol(str, Enum):
+    """`dexlite evaluate --protocol`: one simulation protocol, or all of them."""
+
+    lift = "lift"
+    dexgraspbench = "dexgraspbench"
+    all = "all"
+
+
+ALL_PROTOCOLS: tuple[str, ...] = ("lift", "dexgraspbench")
+
+
 @app.command()
+@_one_line_errors
 def evaluate(
-    grasps: Annotated[Path, typer.Argument(help="grasp table (.parquet)")],
+    grasps: Annotated[Path, typer.Argument(help="grasp table (.parquet): object_id + q (28 floats); "
+                                                "see docs/CONTRACTS.md")],
     objects: Annotated[Path, typer.Option(help="folder holding the object folders")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
     workers: Annotated[int, typer.Option(help="processes")] = 1,
+    protocol: Annotated[Protocol | None, typer.Option(
+        "--protocol", help="simulation protocol(s); default: the config's evaluate.protocols")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
     save: Annotated[Path | None, typer.Option(help="write the per-grasp results (.parquet or .csv)")] = None,
 ) -> None:
-    """MuJoCo lift test of a grasp table: success rate, six-direction success rate."""
+    """Simulation tests of a grasp table (MuJoCo lift + six directions, DexGraspBench protocol): rates
+    with n and 95% intervals. Files without DexLite metadata are read in the README's pose convention
+    (a note on stderr says so); files whose metadata names another convention are refused."""
     _quiet_logging()
     cfg = _config(config, set_)
-    from storage.parquet import read_grasps
+    from storage.parquet import read_grasp_table
 
     try:
-        table = read_grasps(grasps)
-    except Exception as e:  # noqa: BLE001 - named file and reason
+        table, note = read_grasp_table(grasps)
+    except (FileNotFoundError, ValueError) as e:
         _fail(f"evaluate: {e}")
+    if note:
+        typer.secho(note, err=True, fg=typer.colors.YELLOW)
+    if table.num_rows == 0:
+        _fail(f"evaluate: {grasps}: no grasps (0 rows)")
+    if not objects.is_dir():
+        _fail(f"evaluate: {objects}: objects folder not found")
+    if protocol is None:
+        protocols = tuple(cfg.evaluate.protocols)
+    elif protocol is Protocol.all:
+        protocols = ALL_PROTOCOLS
+    else:
+        protocols = (protocol.value,)
     try:
-        from dexlite_core.sim.lift import evaluate_grasps
+        from dexlite_core.sim.evaluate import evaluate_grasps
     except ImportError as e:
-        _fail(f"evaluate: dexlite_core.sim.lift.evaluate_grasps not available ({e})")
-    df, summary = evaluate_grasps(table, objects, cfg.lift, workers)
+        _fail(f"evaluate: dexlite_core.sim.evaluate.evaluate_grasps not available ({e})")
+    # with --json, stdout carries the one JSON object only: anything the core prints goes to stderr
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        df, summary = evaluate_grasps(table, objects, cfg, workers=workers, protocols=protocols)
     if save is not None:
         if save.suffix == ".csv":
             df.to_csv(save, index=False)
@@ -450,13 +570,13 @@ def evaluate(
             df.to_parquet(save, index=False)
     summary = _nan_to_none(dict(summary))
     if as_json:
-        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.write(json.dumps(summary, allow_nan=False, default=str) + "\n")
         return
-    for k, v in summary.items():
-        typer.echo(f"{k}: {v}")
+    _echo_summary(summary)
 
 
 @app.command()
+@_one_line_errors
 def sample(
     checkpoint: Annotated[Path, typer.Option(help="trained CVAE checkpoint.pt")],
     objects: Annotated[Path, typer.Option(help="object folder, or a folder of object folders")],

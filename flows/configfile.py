@@ -25,17 +25,7 @@ class ConfigError(ValueError):
     """A config file or override that does not fit :class:`PipelineConfig`."""
 
 
-CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("dag", "task_runner"): ("process", "thread", "dask"),
-    ("sample", "objects"): ("all", "val", "train"),
-}
-
-
 def _validate(cfg: PipelineConfig) -> PipelineConfig:
-    for (section, name), allowed in CHOICES.items():
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise ConfigError(f"{section}.{name}: {value!r} is not one of {list(allowed)}")
     if cfg.dag.workers < 1 or cfg.dag.shard_size < 1:
         raise ConfigError("dag.workers and dag.shard_size must be >= 1")
     return cfg
@@ -65,6 +55,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:  # a choice: checked once here, the error names the key
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
+        return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

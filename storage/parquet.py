@@ -8,11 +8,16 @@ fsspec URL: a local temp file uploaded in one ``put``).
 
 Paths may be local paths or fsspec URLs. A corrupt or truncated file raises
 :class:`~storage.artifacts.CorruptArtifactError` naming the file.
+
+:func:`read_grasp_table` is the lenient reader of grasp tables from elsewhere (``dexlite evaluate``):
+any Parquet file with ``object_id`` and ``q`` (28 floats, fixed- or variable-length list), its pose
+convention checked against the DexLite metadata when the file carries it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,11 +27,24 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from dexlite_core.dataset import GRASP_SCHEMA, GraspTableError, check_schema, conform, validate_table
+from dexlite_core.dataset import (
+    GRASP_SCHEMA,
+    META_EULER,
+    META_POSE_NAMES,
+    META_SCHEMA_VERSION,
+    Q_TYPE,
+    SCHEMA_METADATA,
+    GraspTableError,
+    check_schema,
+    conform,
+    validate_table,
+)
+from dexlite_core.hand.asset import POSE_DIM, POSE_NAMES, PREFIX, ROOT_NAMES
 from storage.artifacts import CorruptArtifactError, atomic_path
 
 PathLike = str | os.PathLike[str]
@@ -166,6 +184,142 @@ def read_grasps(path: PathLike, columns: Sequence[str] | None = None, validate: 
         except GraspTableError as e:
             raise GraspTableError(f"{os.fspath(path)}: {e}") from e
     return table
+
+
+README_CONVENTION = "q = [t (3), euler sxyz (3), 22 joints in DexGraspNet order]"
+_EULER = SCHEMA_METADATA[META_EULER].decode()
+
+
+def _one_line(e: BaseException | str) -> str:
+    return " ".join(str(e).split())
+
+
+def _grasp_convention_note(name: str, meta: dict[bytes, bytes]) -> str | None:
+    """None when the DexLite metadata names DexLite's pose convention, a note when it is absent (the
+    README's convention is assumed); raises :class:`GraspTableError` when it names another one."""
+    if not any(k.startswith(b"dexlite.") for k in meta):
+        return f"{name}: no DexLite metadata; assuming {README_CONVENTION} (README)"
+    if META_EULER in meta:
+        euler = meta[META_EULER].decode("utf-8", "replace").strip()
+        if euler.lower() != _EULER:
+            raise GraspTableError(f"{name}: euler convention differs: metadata dexlite.euler is {euler!r}, "
+                                  f"DexLite expects {_EULER!r} (static XYZ, R = Rz Ry Rx)")
+    if META_POSE_NAMES in meta:
+        try:
+            names = json.loads(meta[META_POSE_NAMES])
+        except (ValueError, UnicodeDecodeError):
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GraspTableError(f"{name}: metadata dexlite.pose_names is not a JSON list of names")
+        names = [n.removeprefix(PREFIX) for n in names]
+        if len(names) != POSE_DIM or tuple(names[: len(ROOT_NAMES)]) != ROOT_NAMES:
+            raise GraspTableError(
+                f"{name}: pose layout differs: metadata dexlite.pose_names has {len(names)} names starting "
+                f"{names[: len(ROOT_NAMES)]}, DexLite expects {POSE_DIM}: {list(ROOT_NAMES)} + 22 joints"
+            )
+        if tuple(names) != POSE_NAMES:
+            i = next(i for i, (a, b) in enumerate(zip(names, POSE_NAMES, strict=True)) if a != b)
+            raise GraspTableError(
+                f"{name}: joint order differs: metadata dexlite.pose_names has {names[i]!r} at q[{i}], "
+                f"DexLite expects {POSE_NAMES[i]!r} (DexGraspNet order FFJ3..FFJ0, MFJ3.., RFJ3.., LFJ4.., THJ4..)"
+            )
+    missing = [k.decode() for k in (META_EULER, META_POSE_NAMES) if k not in meta]
+    if missing:
+        return f"{name}: DexLite metadata lacks {', '.join(missing)}; assuming {README_CONVENTION} (README)"
+    return None
+
+
+def _row_name(ids: pa.Array, r: int, n_bad: int) -> str:
+    more = f"; {n_bad} bad row(s) in all" if n_bad > 1 else ""
+    return f"row {r} (object {ids[r].as_py()!r}){more}"
+
+
+def _normalise_q(name: str, col: pa.ChunkedArray, ids: pa.Array) -> pa.Array:
+    """Column ``q`` (fixed- or variable-length list of floats) as fixed_size_list<float32>[28];
+    raises :class:`GraspTableError` naming the file and the first row that is not 28 finite numbers."""
+    typ = col.type
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)):
+        raise GraspTableError(f"{name}: column 'q' has type {typ}, expected a list of {POSE_DIM} floats")
+    if not pa.types.is_floating(typ.value_type):
+        raise GraspTableError(f"{name}: column 'q' holds {typ.value_type}, expected float32 or float64")
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    n = len(arr)
+    if n == 0:
+        return pa.FixedSizeListArray.from_arrays(pa.array([], type=pa.float32()), type=Q_TYPE)
+    lengths = pc.list_value_length(arr).fill_null(-1).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(lengths != POSE_DIM)
+    if bad.size:
+        r = int(bad[0])
+        what = "q is null" if lengths[r] < 0 else f"q has {int(lengths[r])} value(s), expected {POSE_DIM}"
+        raise GraspTableError(f"{name}: {_row_name(ids, r, bad.size)}: {what}")
+    q64 = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float64).reshape(n, POSE_DIM)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q32 = q64.astype(np.float32)
+    finite = np.isfinite(q32)
+    bad = np.flatnonzero(~finite.all(axis=1))
+    if bad.size:
+        r = int(bad[0])
+        cols = [POSE_NAMES[c] for c in np.flatnonzero(~finite[r])]
+        raise GraspTableError(f"{name}: {_row_name(ids, r, bad.size)}: q is not {POSE_DIM} finite numbers "
+                              f"(null, NaN, inf or beyond float32 at {cols})")
+    return pa.FixedSizeListArray.from_arrays(pa.array(q32.reshape(-1), type=pa.float32()), type=Q_TYPE)
+
+
+def read_grasp_table(path: PathLike) -> tuple[pa.Table, str | None]:
+    """Read a grasp table from any producer: (table, note).
+
+    Accepts any Parquet file with ``object_id`` (string) and ``q`` (28 floats per row: a fixed-size
+    or variable-length list of float32 or float64); other columns are kept as they are. The table
+    comes back with ``q`` as ``fixed_size_list<float32>[28]``, ``object_id`` as string and DexLite's
+    schema metadata. ``note`` is None when the file's DexLite metadata (``dexlite.euler``,
+    ``dexlite.pose_names``) names DexLite's convention; without it the README's convention is assumed
+    and ``note`` (one line, naming the file) says so.
+
+    Raises FileNotFoundError (no such file) or :class:`GraspTableError` (a ValueError), one line
+    naming the file and: a folder or unreadable/non-Parquet bytes; a missing ``object_id``/``q``
+    column or one of another type; metadata naming another euler convention, pose layout or joint
+    order (the differing field); the first row (0-based) whose object_id is null/empty or whose q is
+    not 28 finite numbers (null, wrong length, NaN/inf, beyond float32).
+    """
+    name = os.fspath(path)
+    fs, p = _require_exists(path)
+    if os.path.isdir(p) if fs is None else fs.isdir(p):
+        raise GraspTableError(f"{name}: is a folder, expected one Parquet file")
+    try:
+        schema = pq.read_schema(p, filesystem=fs)
+    except _ARROW_ERRORS as e:
+        raise GraspTableError(f"{name}: not a readable Parquet file ({_one_line(e)})") from e
+    missing = [c for c in ("object_id", "q") if c not in schema.names]
+    if missing:
+        cols = schema.names if len(schema.names) <= 12 else [*schema.names[:12], "..."]
+        raise GraspTableError(f"{name}: lacks column(s) {missing} (has {cols})")
+    twice = [c for c in ("object_id", "q") if schema.names.count(c) > 1]
+    if twice:
+        raise GraspTableError(f"{name}: column(s) {twice} appear more than once")
+    oid_type = schema.field("object_id").type
+    if pa.types.is_dictionary(oid_type):
+        oid_type = oid_type.value_type
+    if not (pa.types.is_string(oid_type) or pa.types.is_large_string(oid_type)):
+        raise GraspTableError(f"{name}: column 'object_id' has type {oid_type}, expected string")
+    note = _grasp_convention_note(name, dict(schema.metadata or {}))
+    try:
+        table = pq.read_table(p, filesystem=fs, page_checksum_verification=True)
+    except _ARROW_ERRORS as e:
+        raise GraspTableError(f"{name}: not a readable Parquet file ({_one_line(e)})") from e
+    ids = table.column("object_id").cast(pa.string()).combine_chunks()
+    bad = np.flatnonzero(~pc.fill_null(pc.not_equal(ids, ""), False).to_numpy(zero_copy_only=False))
+    if bad.size:
+        r = int(bad[0])
+        more = f"; {bad.size} bad row(s) in all" if bad.size > 1 else ""
+        raise GraspTableError(f"{name}: row {r}{more}: object_id is {'null' if ids[r].as_py() is None else 'empty'}")
+    q = _normalise_q(name, table.column("q"), ids)
+    table = table.set_column(table.schema.get_field_index("object_id"),
+                             pa.field("object_id", pa.string(), nullable=False), ids)
+    table = table.set_column(table.schema.get_field_index("q"), pa.field("q", Q_TYPE, nullable=False), q)
+    meta = dict(table.schema.metadata or {})
+    meta.update({k: v for k, v in SCHEMA_METADATA.items() if k != META_SCHEMA_VERSION})
+    meta.setdefault(META_SCHEMA_VERSION, SCHEMA_METADATA[META_SCHEMA_VERSION])
+    return table.replace_schema_metadata(meta), note
 
 
 def read_schema(path: PathLike) -> pa.Schema:

@@ -25,6 +25,17 @@ def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def assert_one_line_error(r, *names: str) -> str:
+    """A failed command: non-zero exit, nothing but one stderr line naming ``names``, no traceback."""
+    assert r.exit_code != 0, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.output
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "dexlite"
     assert exe.is_file(), "run `pip install -e . --no-deps` (make install) to create the console script"
@@ -111,12 +122,17 @@ def test_ingest_reports_ok_and_failed_with_reasons(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output  # at least one ingested
     lines = r.stdout.splitlines()
     assert any(ln.startswith("ok ") and "box.obj" in ln for ln in lines)
-    bad = [ln for ln in lines if ln.startswith("FAILED") and "broken.obj" in ln]
-    assert bad and len(bad[0].split(":", 1)[1].strip()) > 3  # a reason is given
-    assert "1 ingested, 1 failed" in r.stdout
+    assert "broken.obj" not in r.stdout  # failures go to stderr, successes stay on stdout
+    bad = r.stderr.strip().splitlines()
+    assert len(bad) == 1 and bad[0].startswith("FAILED") and "broken.obj" in bad[0], r.stderr
+    assert len(bad[0].split(":", 1)[1].strip()) > 3  # a reason is given
+    assert "1 ingested, 1 failed" in r.stdout and "Traceback" not in r.output
     assert len(list(out.glob("*/_SUCCESS"))) == 1
     r = invoke("ingest", meshes / "broken.obj", "--out", tmp_path / "none")
-    assert r.exit_code == 1 and "0 ingested, 1 failed" in r.stdout
+    assert r.exit_code == 1 and "0 ingested, 1 failed" in r.stderr and not r.stdout.strip()
+    assert "broken.obj" in r.stderr.splitlines()[0]
+    r = invoke("ingest", tmp_path / "nowhere", "--out", tmp_path / "none")
+    assert_one_line_error(r, "nowhere")
 
 
 def test_show_parses_poses_and_calls_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,30 +153,133 @@ def test_show_parses_poses_and_calls_render(tmp_path: Path, monkeypatch: pytest.
     assert r.exit_code == 1 and "expected 28 values" in r.output
 
 
-def test_evaluate_json_prints_exactly_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_evaluate(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Replace the core's evaluate_grasps (the CLI is under test, not the simulation); returns what
+    it was called with. Skips only when dexlite_core.sim.evaluate cannot be imported."""
     import pandas as pd
 
-    import dexlite_core.sim.lift as lift
+    ev = pytest.importorskip("dexlite_core.sim.evaluate", reason="dexlite_core.sim.evaluate not written yet")
+    seen: dict = {}
+
+    def fake(table, objects_root, cfg, *, workers, protocols):
+        seen.update(table=table, root=Path(objects_root), cfg=cfg, workers=workers, protocols=protocols)
+        print("progress chatter")  # must not reach stdout under --json
+        df = pd.DataFrame({"object_id": table.column("object_id").to_pylist(), "lift_success": True})
+        rate = {"rate": 0.5, "n": table.num_rows, "ci95": (np.float64(0.1), 0.9)}
+        return df, {"n": table.num_rows, "lift": {"success": rate, "six_direction": float("nan")}}
+
+    monkeypatch.setattr(ev, "evaluate_grasps", fake)
+    return seen
+
+
+def test_evaluate_json_prints_exactly_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dexlite_core.config import EvaluateConfig
     from dexlite_core.dataset import grasps_to_table
     from storage.parquet import write_grasps
 
-    seen = {}
-
-    def fake(table, objects_root, cfg, workers):
-        seen.update(n=table.num_rows, root=Path(objects_root), cfg=cfg, workers=workers)
-        df = pd.DataFrame({"lift_success": [True, False]})
-        return df, {"n": 2, "success_rate": 0.5, "six_direction_success_rate": float("nan")}
-
-    monkeypatch.setattr(lift, "evaluate_grasps", fake, raising=False)
+    seen = _fake_evaluate(monkeypatch)
     path = tmp_path / "g.parquet"
     write_grasps(grasps_to_table(["a", "b"], np.zeros((2, 28), np.float32), "seed"), path)
     r = invoke("evaluate", path, "--objects", tmp_path, "--json", "--workers", "2")
     assert r.exit_code == 0, r.output
-    assert r.stdout.count("\n") == 1
-    assert json.loads(r.stdout) == {"n": 2, "success_rate": 0.5, "six_direction_success_rate": None}
-    assert seen["n"] == 2 and seen["workers"] == 2 and seen["root"] == tmp_path
-    r = invoke("evaluate", tmp_path / "missing.parquet", "--objects", tmp_path, "--json")
-    assert r.exit_code == 1 and "missing.parquet" in r.output
+    assert r.stdout.count("\n") == 1 and not r.stderr.strip().startswith("{")
+    assert json.loads(r.stdout) == {"n": 2, "lift": {"success": {"rate": 0.5, "n": 2, "ci95": [0.1, 0.9]},
+                                                     "six_direction": None}}
+    assert "no DexLite metadata" not in r.stderr  # DexLite's own file: no note
+    assert seen["table"].num_rows == 2 and seen["workers"] == 2 and seen["root"] == tmp_path
+    assert isinstance(seen["cfg"], PipelineConfig)
+    assert seen["protocols"] == tuple(EvaluateConfig().protocols)  # default: the config's evaluate.protocols
+    for choice, expected in (("lift", ("lift",)), ("dexgraspbench", ("dexgraspbench",)),
+                             ("all", ("lift", "dexgraspbench"))):
+        r = invoke("evaluate", path, "--objects", tmp_path, "--protocol", choice)
+        assert r.exit_code == 0, r.output
+        assert seen["protocols"] == expected
+    assert "success: rate 0.5, n 2, ci95 [0.1, 0.9]" in r.stdout  # readable without --json
+    r = invoke("evaluate", path, "--objects", tmp_path, "--set", "evaluate.protocols=[dexgraspbench]")
+    assert r.exit_code == 0, r.output
+    assert seen["protocols"] == ("dexgraspbench",)
+    r = runner.invoke(app, ["evaluate", str(path), "--objects", str(tmp_path), "--protocol", "bogus"])
+    assert r.exit_code == 2 and seen["protocols"] == ("dexgraspbench",)
+
+
+def test_evaluate_protocol_choices_match_the_config() -> None:
+    from typing import get_args
+
+    from dexlite_core.config import Protocol as ProtocolName
+    from flows.cli import ALL_PROTOCOLS, Protocol
+
+    assert set(ALL_PROTOCOLS) == set(get_args(ProtocolName))
+    assert [p.value for p in Protocol] == [*ALL_PROTOCOLS, "all"]
+
+
+def test_evaluate_reads_plain_parquet_and_notes_the_assumed_convention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seen = _fake_evaluate(monkeypatch)
+    q = np.random.default_rng(0).normal(size=(3, 28))  # float64, variable-length lists, no metadata
+    path = tmp_path / "grasps.parquet"
+    pq.write_table(pa.table({"object_id": ["a", "a", "b"], "q": [list(r) for r in q], "score": [1, 2, 3]}), path)
+    r = invoke("evaluate", path, "--objects", tmp_path, "--json")
+    assert r.exit_code == 0, r.output
+    notes = [ln for ln in r.stderr.splitlines() if "no DexLite metadata" in ln]
+    assert len(notes) == 1 and "grasps.parquet" in notes[0] and "sxyz" in notes[0], r.stderr
+    assert "no DexLite metadata" not in r.stdout and json.loads(r.stdout)["n"] == 3
+    t = seen["table"]
+    assert str(t.schema.field("q").type) == "fixed_size_list<element: float not null>[28]"
+    np.testing.assert_allclose(np.stack(t.column("q").to_pylist()), q, rtol=1e-6)
+    assert t.column("score").to_pylist() == [1, 2, 3]  # other columns kept
+
+
+def test_evaluate_refuses_another_convention_and_bad_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    q = np.zeros((3, 28))
+    plain = pa.table({"object_id": ["a", "b", "c"], "q": [list(r) for r in q]})
+    other = tmp_path / "rzyx.parquet"
+    pq.write_table(plain.replace_schema_metadata({b"dexlite.euler": b"rzyx"}), other)
+    line = assert_one_line_error(invoke("evaluate", other, "--objects", tmp_path), "rzyx.parquet", "euler")
+    assert "sxyz" in line
+    short = tmp_path / "short.parquet"
+    pq.write_table(pa.table({"object_id": ["a", "b", "c"], "q": [list(q[0]), list(q[1, :27]), list(q[2])]}), short)
+    line = assert_one_line_error(invoke("evaluate", short, "--objects", tmp_path), "short.parquet", "row 1")
+    assert "27" in line
+    noq = tmp_path / "noq.parquet"
+    pq.write_table(pa.table({"object_id": ["a"], "pose": [list(q[0])]}), noq)
+    assert_one_line_error(invoke("evaluate", noq, "--objects", tmp_path), "noq.parquet", "'q'")
+    text = tmp_path / "text.parquet"
+    text.write_text("object_id,q\n")
+    assert_one_line_error(invoke("evaluate", text, "--objects", tmp_path), "text.parquet")
+    good = tmp_path / "good.parquet"
+    pq.write_table(plain, good)
+    r = invoke("evaluate", good, "--objects", tmp_path / "no-objects")
+    assert r.exit_code != 0 and "no-objects" in r.stderr.splitlines()[-1] and "Traceback" not in r.output
+
+
+def test_evaluate_missing_grasps_file_is_one_line(tmp_path: Path) -> None:
+    r = invoke("evaluate", "missing.parquet", "--objects", "x")
+    assert_one_line_error(r, "missing.parquet")
+    assert not r.stdout
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (("status", "--config", "{tmp}/none.yaml"), "none.yaml"),
+    (("stage", "lift", "--config", "{tmp}/none.yaml", "--out", "{tmp}/run"), "none.yaml"),
+    (("run", "--config", "{tmp}", "--out", "{tmp}/run"), "{tmp}"),  # a folder, not a config file
+    (("clean", "--config", "{tmp}/none.yaml", "--out", "{tmp}/run"), "none.yaml"),
+    (("config", "show", "--config", "{tmp}/none.yaml"), "none.yaml"),
+    (("evaluate", "{tmp}/g.parquet", "--objects", "{tmp}", "--config", "{tmp}/none.yaml"), "none.yaml"),
+    (("sample", "--checkpoint", "{tmp}/none.pt", "--objects", "{tmp}/no-objects"), "no-objects"),
+    (("show", "{tmp}/no-object", "--pose", "{tmp}/none.parquet"), "none.parquet"),
+    (("show", "{tmp}/no-object", "--pose", "{tmp}/bad.npy"), "bad.npy"),
+    (("ingest", "{tmp}/no-meshes", "--out", "{tmp}/objects"), "no-meshes"),
+])
+def test_errors_are_one_stderr_line_without_traceback(tmp_path: Path, args: tuple[str, ...], named: str) -> None:
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    assert_one_line_error(invoke(*(a.format(tmp=tmp_path) for a in args)), named.format(tmp=tmp_path))
 
 
 def test_sample_writes_raw_and_postopt_grasps_deterministically(tmp_path: Path) -> None:

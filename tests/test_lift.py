@@ -122,8 +122,8 @@ def test_closing_direction_comes_from_the_model(cube_sim):
     """Each squeezed joint's offset moves its finger into the object (J^T n), thumb flexion negative."""
     q = np.array(FIXTURES["cylinder_r25_h100"][0])
     sim = LiftSimulator(object_geometry([CYLINDER]), LiftConfig())
-    delta, penetration = sim.closing_offsets(q)
-    assert penetration < 0.002
+    delta, metrics = sim.closing_offsets(q)
+    assert metrics["penetration_depth"] < 0.002
     assert set(np.unique(np.abs(delta)).round(6)) <= {0.0, 0.3}
     for f in ("FF", "MF", "RF"):
         assert delta[J[f + "J2"]] > 0 or delta[J[f + "J1"]] > 0  # fingers flex positive

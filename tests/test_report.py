@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
-from dexlite_core import report
+from dexlite_core import report, validity
 from dexlite_core.config import PipelineConfig
 from dexlite_core.dataset import grasps_to_table
 from dexlite_core.hand.asset import joint_limits
 from dexlite_core.stages import previous, stage_dataset
+from dexlite_core.stats import format_rate, wilson_interval
 from storage.parquet import concat_tables, read_grasps, write_grasps
 
 
@@ -30,6 +33,27 @@ def _evaluated(object_id: str, source: str, held: list[bool], base_id: int = 0):
                            six_dir_success=held, penetration_depth=np.full(n, 1e-3))
 
 
+def _no_nan(name: str) -> None:
+    raise AssertionError(f"report.json holds {name}: not valid JSON")
+
+
+def _frame(*tables, **columns) -> pd.DataFrame:
+    """Evaluated grasp tables as one DataFrame, with extra per-grasp columns (the protocols' and the
+    analytic metrics', whether or not the grasp schema has them yet)."""
+    df = concat_tables(list(tables)).to_pandas()
+    for name, values in columns.items():
+        df[name] = pd.Series(list(values), index=df.index, dtype=object if name.startswith("dgb") else None)
+    return df
+
+
+def _rates(section: dict) -> list[dict]:
+    """Every rate entry of one source's figures."""
+    out = list(section["rates"].values())
+    if section.get("q1_positive_rate"):
+        out.append(section["q1_positive_rate"])
+    return out
+
+
 def test_headline_is_validation_objects_and_train_objects_apart() -> None:
     df = concat_tables([
         _evaluated("val-a", "raw", [True, False, False, False]),
@@ -39,13 +63,23 @@ def test_headline_is_validation_objects_and_train_objects_apart() -> None:
     ]).to_pandas()  # fmt: skip
     doc = report.evaluation(df, ["val-a"], seconds={"postopt": 0.02})
     assert doc["evaluated_on"] == "validation objects"
+    assert doc["protocols"] == ["lift"] and doc["max_penetration_m"] == 0.005
     assert doc["raw"]["n"] == 4 and doc["raw"]["success_rate"] == 0.25
+    assert doc["raw"]["success_rate_ci95"] == pytest.approx(list(wilson_interval(1, 4)))
+    assert doc["raw"]["rates"]["lift"] == {"n": 4, "k": 1, "rate": 0.25, "ci95": doc["raw"]["success_rate_ci95"]}
+    assert doc["raw"]["ungated_success_rate"] == 0.25 and doc["raw"]["six_direction_success_rate"] == 0.25
     assert doc["postopt"]["n"] == 4 and doc["postopt"]["success_rate"] == 0.75
     assert doc["postopt"]["seconds_per_grasp"] == 0.02
     assert doc["train_objects"]["raw"]["success_rate"] == 1.0
     assert doc["train_objects"]["postopt"]["success_rate"] == 0.0
+    assert doc["train_objects"]["postopt"]["success_rate_ci95"] == pytest.approx(list(wilson_interval(0, 2)))
     assert doc["per_object"]["val-a"]["raw"]["validation"] is True
     assert doc["per_object"]["train-b"]["postopt"]["validation"] is False
+    assert doc["per_object"]["val-a"]["postopt"]["rates"]["lift"] == {
+        "rate": 0.75, "ci95": pytest.approx(list(wilson_interval(3, 4)))}
+    # penetration 1 mm everywhere (float32): inside both gates
+    assert doc["raw"]["rates"]["lift_1mm"]["rate"] == 0.25
+    assert doc["raw"]["penetration_mm"]["max"] == pytest.approx(1.0, abs=1e-4)
     # no validation object evaluated: the headline says so instead of mixing silently
     only_train = report.evaluation(df[df["object_id"] == "train-b"], ["val-a"])
     assert only_train["evaluated_on"] == "training objects" and only_train["raw"]["n"] == 2
@@ -64,12 +98,17 @@ def test_report_files_and_rounds_table(tmp_path: Path) -> None:
     doc = report.evaluation(df, ["val-a"])
     doc["rounds"] = [report.round_row(doc, 1, 100), {**report.round_row(doc, 2, 140)}]
     report.write_report(tmp_path, doc, {s: g for s, g in df.groupby("source")})
-    saved = json.loads((tmp_path / "report.json").read_text())
+    saved = json.loads((tmp_path / "report.json").read_text(), parse_constant=_no_nan)
     assert saved["postopt"]["success_rate"] == 1.0 and saved["raw"]["n"] == 2
+    assert saved["rounds"][1]["postopt"]["rates"]["lift"]["ci95"] == pytest.approx([0.3424, 1.0], abs=1e-4)
     page = (tmp_path / "report.html").read_text()
     assert "Rounds" in page and "data:image/png;base64" in page
+    assert "100.0% [34.2, 100.0] (n=2)" in page and "dexgraspbench" in page
     md = report.render_markdown(saved)
-    assert "| postopt | 2 | 100.0% |" in md and "| 2 | 140 |" in md
+    # the dexgraspbench protocol was not run on these grasps: n/a beside the lift rate
+    assert "| postopt | 2 | 100.0% [34.2, 100.0] (n=2) | n/a |" in md
+    assert "| 2 | 140 | 50.0% [9.5, 90.5] (n=2) | n/a |" in md
+    assert "penetration and self-penetration <= 5 mm" in md
     assert (tmp_path / "report.md").read_text() == md
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -99,3 +138,139 @@ def test_dataset_round_two_adds_the_held_expanded_grasps(tmp_path: Path) -> None
     assert table["grasp_id"].is_unique
     assert table["lift_success"].all()
     assert table.groupby("source")["round"].agg(set).to_dict() == {"expanded": {2}, "seed": {1}}
+
+
+def test_a_held_grasp_sunk_past_the_gate_passes_the_protocol_but_is_not_valid() -> None:
+    # four held grasps: clean, sunk 2 cm into the object, 3 mm (inside 5 mm, past 1 mm), self-penetrating
+    df = _frame(_evaluated("val-a", "postopt", [True, True, True, True]),
+                penetration_depth=[0.0005, 0.02, 0.003, 0.0],
+                self_penetration=[0.0, 0.0, 0.0, 0.012],
+                dgb_success=[True, True, True, True], dgb_failed=["", "", "", ""],
+                dgb_sim_unstable=[False, False, False, False], sim_unstable=[False] * 4,
+                contact_count=[4, 6, 5, 3], q1=[0.02, 0.0, 0.01, 0.03])  # fmt: skip
+    assert validity.protocol_success(df, "lift").tolist() == [True, True, True, True]
+    assert validity.physically_valid(df).tolist() == [True, False, True, False]
+    assert validity.valid_success(df, "lift", 0.001).tolist() == [True, False, False, False]
+    doc = report.evaluation(df, ["val-a"])
+    r = doc["postopt"]
+    for p in validity.PROTOCOLS:
+        assert r["rates"][f"{p}_ungated"]["rate"] == 1.0
+        assert (r["rates"][p]["k"], r["rates"][p]["n"]) == (2, 4)
+        assert (r["rates"][f"{p}_1mm"]["k"], r["rates"][f"{p}_1mm"]["n"]) == (1, 4)
+    assert r["success_rate"] == 0.5 and r["ungated_success_rate"] == 1.0
+    assert r["six_direction_success_rate"] == 0.5  # six-direction is gated the same way
+    assert r["penetration_mm"]["max"] == pytest.approx(20.0, rel=1e-5)
+    assert r["penetration_mm"]["median"] == pytest.approx(1.75, rel=1e-5)
+    assert r["self_penetration_mm"]["max"] == pytest.approx(12.0, rel=1e-5)
+    assert r["mean_contact_count"] == 4.5 and r["mean_q1"] == pytest.approx(0.015)
+    assert (r["q1_positive_rate"]["k"], r["q1_positive_rate"]["n"]) == (3, 4)
+    assert r["sim_unstable"] == {"lift": 0, "dexgraspbench": 0}
+    assert r["gated_on"] == ["penetration_depth", "self_penetration"]
+    assert doc["protocols"] == ["lift", "dexgraspbench"]
+
+
+def test_unstable_simulation_and_missing_penetration_are_failures() -> None:
+    df = _frame(_evaluated("obj", "raw", [True, True, True]),
+                penetration_depth=[0.0, np.nan, 0.0],
+                dgb_success=[True, True, True], dgb_sim_unstable=[True, False, False])  # fmt: skip
+    assert validity.physically_valid(df).tolist() == [True, False, True]
+    assert validity.protocol_success(df, "dexgraspbench").tolist() == [False, True, True]
+    assert validity.valid_success(df, "dexgraspbench").tolist() == [False, False, True]
+    assert validity.unstable_counts(df) == {"dexgraspbench": 1}
+    # an old table without the analytic columns (or with them all null, as read through the new
+    # schema) is not gated on them, and says so
+    assert validity.physically_valid(df.drop(columns=["penetration_depth"])).all()
+    df["penetration_depth"] = None
+    df["self_penetration"] = None
+    assert validity.gate_columns(df) == [] and validity.physically_valid(df).all()
+    doc = report.evaluation(df, ["obj"])
+    assert doc["raw"]["gated_on"] == [] and doc["raw"]["penetration_mm"] is None
+    assert doc["raw"]["q1_positive_rate"] is None and doc["raw"]["mean_q1"] is None
+    assert "not gated on: penetration_depth (raw), self_penetration (raw)" in report.render_markdown(doc)
+
+
+def test_every_rate_has_an_interval_in_json_and_markdown(tmp_path: Path) -> None:
+    held = [True, False, True, True, False]
+    df = _frame(_evaluated("val-a", "raw", held), _evaluated("val-a", "postopt", held[::-1]),
+                _evaluated("train-b", "raw", [True, True]),
+                penetration_depth=[0.0, 0.001, 0.004, 0.006, 0.0] * 2 + [0.0, 0.0],
+                self_penetration=[0.0] * 12, q1=[0.0, 0.1] * 6, contact_count=[3] * 12,
+                dgb_success=[True, True, False, True, None] * 2 + [True, False],
+                dgb_failed=["", "", "+x", "", None] * 2 + ["", "-z"],
+                dgb_sim_unstable=[False] * 12, sim_unstable=[False] * 12)  # fmt: skip
+    doc = report.evaluation(df, ["val-a"])
+    doc["rounds"] = [report.round_row(doc, 1, 10), report.round_row(doc, 2, 20)]
+    report.write_report(tmp_path, doc, {s: g for s, g in df[df["object_id"] == "val-a"].groupby("source")})
+    saved = json.loads((tmp_path / "report.json").read_text(), parse_constant=_no_nan)
+    md = (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    sections = [saved[s] for s in ("raw", "postopt")] + list(saved["train_objects"].values())
+    for section in sections:
+        names = set(section["rates"])
+        assert {"lift", "lift_1mm", "lift_ungated", "dexgraspbench", "dexgraspbench_1mm",
+                "dexgraspbench_ungated", "six_direction"} <= names  # fmt: skip
+        for e in _rates(section):
+            lo, hi = e["ci95"]
+            assert e["n"] > 0 and 0.0 <= lo <= e["rate"] <= hi <= 1.0
+        for key in ("success_rate", "six_direction_success_rate", "ungated_success_rate"):
+            assert section[f"{key}_ci95"] is not None and len(section[f"{key}_ci95"]) == 2
+        for name in names:
+            assert format_rate(section["rates"][name]) in md
+            assert format_rate(section["rates"][name]) in page
+    # grasps the protocol skipped (None) are not counted in its n
+    assert saved["raw"]["rates"]["dexgraspbench"]["n"] == 4 and saved["raw"]["rates"]["lift"]["n"] == 5
+    # raw's lift: held grasps 0, 2, 3 with penetration 0, 4, 6 mm -> 2 valid at 5 mm, 1 at 1 mm
+    assert (saved["raw"]["rates"]["lift"]["k"], saved["raw"]["rates"]["lift_1mm"]["k"]) == (2, 1)
+    for per_src in saved["per_object"].values():
+        for e in per_src.values():
+            assert all(len(v["ci95"]) == 2 for v in e["rates"].values())
+    rows = [line for line in md.splitlines() if line.startswith("| raw |")]
+    assert len(rows) == 2 and "[" in rows[0].split("|")[3]  # headline and training objects, with intervals
+    assert format_rate(saved["rounds"][1]["raw"]["rates"]["dexgraspbench"]) in md.split("## Rounds")[1]
+    assert "data:image/png;base64" in page
+
+
+def test_a_source_without_dexgraspbench_verdicts_reports_na() -> None:
+    df = _frame(_evaluated("val-a", "raw", [True, False]), _evaluated("val-a", "postopt", [True, True]),
+                dgb_success=[None, None, True, False], dgb_sim_unstable=[None, None, False, False])
+    doc = report.evaluation(df, ["val-a"])
+    assert "dexgraspbench" not in doc["raw"]["rates"] and doc["postopt"]["rates"]["dexgraspbench"]["n"] == 2
+    md = report.render_markdown(doc)
+    raw = next(line for line in md.splitlines() if line.startswith("| raw |")).split(" | ")
+    post = next(line for line in md.splitlines() if line.startswith("| postopt |")).split(" | ")
+    header = next(line for line in md.splitlines() if line.startswith("| grasps |")).split(" | ")
+    for col in ("dexgraspbench valid [95% CI]", "dexgraspbench ungated", "dexgraspbench @1 mm"):
+        assert raw[header.index(col)] == "n/a" and post[header.index(col)] != "n/a"
+    assert raw[header.index("lift valid [95% CI]")] == "50.0% [9.5, 90.5] (n=2)"
+    # the columns absent from the table altogether
+    only_lift = report.evaluation(df.drop(columns=["dgb_success", "dgb_sim_unstable"], errors="ignore"), ["val-a"])
+    assert only_lift["protocols"] == ["lift"] and "n/a" in report.render_markdown(only_lift)
+    assert only_lift["postopt"]["sim_unstable"] == {}
+
+
+def test_pca_cumvar_of_low_dimensional_and_isotropic_grasps() -> None:
+    rng = np.random.default_rng(0)
+    q = np.tile(_poses(1, seed=3).astype(np.float64), (400, 1))
+    q[:, 3:6] = [0.3, -0.2, 1.1]
+    q[:, :3] += rng.normal(0, 0.05, (400, 3))  # translation varies in 3 directions ...
+    q[:, 6:8] += rng.normal(0, 0.1, (400, 2))  # ... and two joints: 5 directions
+    assert report.pca_cumvar(q) == pytest.approx(1.0, abs=1e-9)
+    assert report.pca_cumvar(q.astype(np.float32)) == pytest.approx(1.0, abs=1e-9)  # as stored (float32)
+    q3 = q.copy()
+    q3[:, 6:8] = q[0, 6:8]
+    assert report.pca_cumvar(q3) == pytest.approx(1.0, abs=1e-9)
+    iso = rng.normal(0, 0.3, (2000, 28))
+    assert report.pca_cumvar(iso) < 0.5
+    assert report.pca_cumvar(np.tile(q[:1], (5, 1))) is None and report.pca_cumvar(q[:1]) is None
+    # the doc carries it per source
+    df = _frame(_evaluated("val-a", "raw", [True] * 3))
+    assert 0.0 < report.evaluation(df, ["val-a"])["raw"]["diversity_pca_cumvar5"] <= 1.0
+
+
+def test_joint_entropy_nats_zero_for_identical_and_near_ln100_for_uniform() -> None:
+    same = np.repeat(_poses(1), 300, axis=0)
+    assert report.joint_entropy_nats(same) == 0.0
+    uniform = _poses(50_000, seed=2)
+    h = report.joint_entropy_nats(uniform)
+    assert np.log(100) - 0.02 < h <= np.log(100)
+    assert report.joint_entropy(uniform) == pytest.approx(h / np.log(2) * np.log2(20) / np.log2(100), rel=0.02)

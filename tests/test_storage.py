@@ -49,6 +49,7 @@ from storage.parquet import (
     count_rows,
     iter_batches,
     merge_files,
+    read_grasp_table,
     read_grasps,
     write_grasps,
 )
@@ -190,6 +191,125 @@ def test_parquet_write_failure_leaves_nothing(tmp_path, monkeypatch):
     assert calls["n"] == 2
     assert path.read_bytes() == before  # old file intact
     assert [p.name for p in tmp_path.iterdir()] == ["g.parquet"]  # no temp left
+
+
+# ------------------------------------------------------------------ foreign grasp tables (evaluate)
+
+
+def _plain(q, ids=None, q_type=None, metadata=None, **extra) -> pa.Table:
+    ids = ids if ids is not None else [f"obj-{i % 2}" for i in range(len(q))]
+    qa = pa.array([None if r is None else list(r) for r in q], type=q_type or pa.list_(pa.float64()))
+    t = pa.table({"object_id": ids, "q": qa, **extra})
+    return t.replace_schema_metadata(metadata) if metadata is not None else t
+
+
+@pytest.mark.parametrize("q_type", [
+    pa.list_(pa.float64()), pa.list_(pa.float32()), pa.large_list(pa.float64()),
+    pa.list_(pa.float64(), 28), pa.list_(pa.float32(), 28),
+])
+def test_read_grasp_table_accepts_plain_parquet_with_a_note(tmp_path, q_type):
+    q = np.random.default_rng(0).normal(size=(5, 28))
+    path = tmp_path / "grasps.parquet"
+    pq.write_table(_plain(q, q_type=q_type, score=np.arange(5)), path)
+    table, note = read_grasp_table(path)
+    assert note == (f"{path}: no DexLite metadata; assuming q = [t (3), euler sxyz (3), 22 joints in "
+                    "DexGraspNet order] (README)")
+    assert table.schema.field("q").type == Q_TYPE and table.schema.field("object_id").type == pa.string()
+    assert table_q(table).tobytes() == q.astype(np.float32).tobytes()  # file row order, exact float32
+    assert table.column("score").to_pylist() == list(range(5))  # other columns kept
+    assert pose_names(table) == POSE_NAMES  # now carries DexLite's metadata
+
+
+def test_read_grasp_table_own_files_and_matching_metadata_give_no_note(tmp_path):
+    path = write_grasps(_table({"obj-a": 3, "obj-b": 2}), tmp_path / "own.parquet")
+    table, note = read_grasp_table(path)
+    assert note is None
+    assert table.equals(read_grasps(path)) and table.schema.equals(GRASP_SCHEMA, check_metadata=True)
+    # another producer writing DexLite's metadata (joint names with the MJCF prefix, variable-length q)
+    meta = {b"dexlite.euler": b"sxyz",
+            b"dexlite.pose_names": json.dumps(["tx", "ty", "tz", "rx", "ry", "rz", *JOINT_NAMES]).encode()}
+    pq.write_table(_plain(np.zeros((2, 28)), metadata=meta), tmp_path / "theirs.parquet")
+    assert read_grasp_table(tmp_path / "theirs.parquet")[1] is None
+    # part of the metadata: the rest is assumed, and the note says which key was missing
+    pq.write_table(_plain(np.zeros((2, 28)), metadata={b"dexlite.euler": b"sxyz"}), tmp_path / "part.parquet")
+    note = read_grasp_table(tmp_path / "part.parquet")[1]
+    assert "part.parquet" in note and "dexlite.pose_names" in note and "assuming" in note
+
+
+def _names(swap: tuple[int, int] | None = None, extra: list[str] | None = None) -> bytes:
+    names = list(POSE_NAMES) if extra is None else extra
+    if swap:
+        i, j = swap
+        names[i], names[j] = names[j], names[i]
+    return json.dumps(names).encode()
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ({b"dexlite.euler": b"rzyx"}, "euler convention differs: metadata dexlite.euler is 'rzyx'"),
+    ({b"dexlite.euler": b"sxyz", b"dexlite.pose_names": _names(swap=(6, 7))},
+     "joint order differs: metadata dexlite.pose_names has 'FFJ2' at q[6]"),
+    ({b"dexlite.pose_names": _names(extra=["tx", "ty", "tz", "qw", "qx", "qy", "qz", *POSE_NAMES[6:]])},
+     "pose layout differs: metadata dexlite.pose_names has 29 names"),
+    ({b"dexlite.pose_names": b"not json"}, "dexlite.pose_names is not a JSON list"),
+])
+def test_read_grasp_table_refuses_another_convention(tmp_path, meta, message):
+    path = tmp_path / "other.parquet"
+    pq.write_table(_plain(np.zeros((2, 28)), metadata=meta), path)
+    with pytest.raises(ValueError, match=r"other\.parquet") as e:
+        read_grasp_table(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_read_grasp_table_names_the_bad_row(tmp_path):
+    q = [list(r) for r in np.zeros((4, 28))]
+    cases = {
+        "short": ([*q[:2], q[2][:27], q[3]], "row 2 (object 'obj-0'): q has 27 value(s), expected 28"),
+        "long": ([*q[:3], [*q[3], 1.0]], "row 3 (object 'obj-1'): q has 29 value(s)"),
+        "null": ([q[0], None, *q[2:]], "row 1 (object 'obj-1'): q is null"),
+        "nan": ([q[0], [*q[1][:9], float("nan"), *q[1][10:]], *q[2:]], "row 1 (object 'obj-1'): q is not 28 finite"),
+        "overflow": ([*q[:3], [1e40, *q[3][1:]]], "row 3 (object 'obj-1'): q is not 28 finite"),
+        "inner_null": ([*q[:2], [None, *q[2][1:]], q[3]], "row 2 (object 'obj-0'): q is not 28 finite"),
+    }
+    for name, (rows, message) in cases.items():
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"object_id": ["obj-0", "obj-1"] * 2, "q": pa.array(rows, pa.list_(pa.float64()))}),
+                       path)
+        with pytest.raises(ValueError, match=f"{name}\\.parquet") as e:
+            read_grasp_table(path)
+        assert message in str(e.value), (name, str(e.value))
+    assert "FFJ0" in str(pytest.raises(ValueError, read_grasp_table, tmp_path / "nan.parquet").value)
+    bad = [q[0][:27]] * 3 + [q[0]]
+    pq.write_table(pa.table({"object_id": ["a", "b", "c", "d"], "q": bad}), tmp_path / "many.parquet")
+    with pytest.raises(ValueError, match="row 0 .*3 bad row"):
+        read_grasp_table(tmp_path / "many.parquet")
+    pq.write_table(pa.table({"object_id": ["a", None], "q": q[:2]}), tmp_path / "noid.parquet")
+    with pytest.raises(ValueError, match=r"noid\.parquet: row 1: object_id is null"):
+        read_grasp_table(tmp_path / "noid.parquet")
+
+
+def test_read_grasp_table_refuses_files_that_are_not_grasp_tables(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        read_grasp_table(tmp_path / "missing.parquet")
+    with pytest.raises(ValueError, match="is a folder"):
+        read_grasp_table(tmp_path)
+    (tmp_path / "text.parquet").write_text("object_id,q\na,1\n")
+    with pytest.raises(ValueError, match=r"text\.parquet: not a readable Parquet file"):
+        read_grasp_table(tmp_path / "text.parquet")
+    path = write_grasps(_table({"obj-a": 300}), tmp_path / "g.parquet")
+    (tmp_path / "trunc.parquet").write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"trunc\.parquet: not a readable Parquet file"):
+        read_grasp_table(tmp_path / "trunc.parquet")
+    q = [[0.0] * 28]
+    for name, table, message in [
+        ("noq", pa.table({"object_id": ["a"], "pose": q}), r"lacks column\(s\) \['q'\]"),
+        ("noid", pa.table({"q": q}), r"lacks column\(s\) \['object_id'\]"),
+        ("intid", pa.table({"object_id": [3], "q": q}), "'object_id' has type int64, expected string"),
+        ("intq", pa.table({"object_id": ["a"], "q": [[0] * 28]}), "'q' holds int64, expected float32 or float64"),
+        ("flatq", pa.table({"object_id": ["a"], "q": [0.5]}), "'q' has type double, expected a list"),
+    ]:
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        with pytest.raises(ValueError, match=rf"{name}\.parquet: .*{message}"):
+            read_grasp_table(tmp_path / f"{name}.parquet")
 
 
 def test_iter_batches_sizes_filter_and_folders(tmp_path):

@@ -113,13 +113,21 @@ from dexlite_core.config import LiftConfig
 from dexlite_core.dataset import LIFT_COLUMNS
 from dexlite_core.hand.asset import POSE_DIM
 from dexlite_core.hand.euler_np import euler_to_matrix_np
+from dexlite_core.sim.grasp_metrics import contact_bodies_mean, ferrari_canny_q1
 from dexlite_core.sim.scene import ObjectGeometry, Scene, build_scene
 
 if TYPE_CHECKING:
     import pandas as pd
 
+# Simulation-free metrics at the grasp pose (DexGraspBench's): hand-object and hand-hand penetration
+# [m], hand bodies within CONTACT_DIST of the object, Ferrari-Canny Q1 over one averaged contact per
+# body within Q1_DIST, with DexGraspBench's halved friction Q1_MU and an 8-edge cone.
+METRIC_COLUMNS: tuple[str, ...] = ("penetration_depth", "self_penetration", "contact_count", "q1")
 COLUMNS: tuple[str, ...] = (
     *LIFT_COLUMNS,  # the grasp table's lift columns, then diagnostics
+    *METRIC_COLUMNS[1:],  # analytic metrics at the grasp pose (penetration_depth is a lift column)
+    "sim_unstable",
+    "object_in_hand",
     "n_contacts",
     "slip_deg",
     "object_rise",
@@ -131,6 +139,15 @@ COLUMNS: tuple[str, ...] = (
 SIX_DIRECTIONS: tuple[str, ...] = ("+x", "-x", "+y", "-y", "+z", "-z")
 _DIR_VECTORS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
 GRAVITY = 9.81
+CONTACT_DIST = 0.002
+Q1_DIST = 0.005
+Q1_MU = 0.3
+# MuJoCo warnings that mean the step went wrong (MuJoCo resets the state after a bad qacc): such a
+# grasp is flagged ``sim_unstable`` and never counts as held.
+_BAD_WARNINGS = tuple(int(w) for w in (
+    mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC,
+    mujoco.mjtWarning.mjWARN_CONTACTFULL, mujoco.mjtWarning.mjWARN_CNSTRFULL,
+))  # fmt: skip
 # closing_rule="flexion" (an ablation, not the default): a fixed sign per joint, +1 for finger
 # flexion (J2, J1, J0, LFJ4) and THJ3, -1 for THJ1 and THJ0 (they flex negative), 0 for ab/adduction
 # (J3), thumb rotation (THJ4) and THJ2.
@@ -206,17 +223,47 @@ class LiftSimulator:
             pos=c.pos[keep].copy(),
         )
 
-    def _reset(self, q: np.ndarray) -> None:
+    def _reset(self, q: np.ndarray, slide_axis: np.ndarray | None = None, slide: float = 0.0) -> None:
+        """Data reset to pose `q` (28,), the hand's slide at `slide` [m] along `slide_axis` (palm
+        frame; None: world z), the object at rest at the origin, servo targets at the pose."""
         m, d, s = self.model, self.data, self.scene
         mujoco.mj_resetData(m, d)
-        s.set_hand_pose(q[:3], euler_to_matrix_np(q[3:6]))
+        s.set_hand_pose(q[:3], euler_to_matrix_np(q[3:6]), slide_axis)
         d.qpos[s.finger_qadr] = q[6:]
+        d.qpos[s.lift_qadr] = slide
         d.qpos[s.obj_qadr : s.obj_qadr + 7] = [0, 0, 0, 1, 0, 0, 0]
-        d.ctrl[0] = 0.0
+        d.ctrl[0] = slide
         d.ctrl[1:] = q[6:]
 
-    def closing_offsets(self, q: np.ndarray) -> tuple[np.ndarray, float]:
-        """Squeeze offsets `(22,)` [rad] and the initial penetration depth [m] of pose `q` (steps 1-2).
+    def unstable(self) -> bool:
+        """MuJoCo warned of a bad state (or the state holds NaN/inf) since the last reset."""
+        w = self.data.warning
+        return any(w[i].number > 0 for i in _BAD_WARNINGS) or not np.isfinite(self.data.qpos).all()
+
+    def _self_penetration(self) -> float:
+        """Deepest hand-hand penetration [m] of the current state (the asset's finger contact pairs)."""
+        d, s = self.data, self.scene
+        if d.ncon == 0:
+            return 0.0
+        g = d.contact.geom
+        both = s.geom_is_hand[g[:, 0]] & s.geom_is_hand[g[:, 1]]
+        return max(0.0, float(-d.contact.dist[both].min())) if both.any() else 0.0
+
+    def grasp_metrics(self, contacts: HandContacts) -> dict[str, Any]:
+        """:data:`METRIC_COLUMNS` of the current state, `contacts` found with the reach margin."""
+        d, s = self.data, self.scene
+        penetration = max(0.0, float(-contacts.dist.min())) if len(contacts.dist) else 0.0
+        count = len(np.unique(contacts.body[np.abs(contacts.dist) < CONTACT_DIST]))
+        q1 = 0.0
+        near = contacts.dist < Q1_DIST
+        if near.any():
+            pos, normal = contact_bodies_mean(contacts.body[near], contacts.pos[near], contacts.normal[near])
+            q1 = ferrari_canny_q1(pos, normal, mu=Q1_MU, center=d.xipos[s.obj_body])
+        return {"penetration_depth": penetration, "self_penetration": self._self_penetration(),
+                "contact_count": int(count), "q1": float(q1)}
+
+    def closing_offsets(self, q: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Squeeze offsets `(22,)` [rad] and the :meth:`grasp_metrics` of pose `q` (steps 1-2).
 
         Leaves the data reset at `q` (call before simulating).
         """
@@ -227,7 +274,7 @@ class LiftSimulator:
         mujoco.mj_forward(m, d)
         m.geom_margin[:] = self._margin0
         contacts = self._hand_object_contacts()
-        penetration = max(0.0, float(-contacts.dist.min())) if len(contacts.dist) else 0.0
+        metrics = self.grasp_metrics(contacts)
         g = np.zeros(22)
         has = np.zeros(22, bool)
         for body, normal, pos in zip(contacts.body, contacts.normal, contacts.pos, strict=True):
@@ -247,13 +294,13 @@ class LiftSimulator:
             mujoco.mj_jac(m, d, self._jacp, None, p, tip)
             g[j] = float(self._jacp[:, s.finger_dof[j]] @ u)
         if cfg.closing_rule == "flexion":
-            return cfg.squeeze * FLEXION_SIGNS, penetration
+            return cfg.squeeze * FLEXION_SIGNS, metrics
         delta = np.zeros(22)
         for j in range(22):
             peak = np.abs(g[s.joint_chain[j]]).max()
             if peak > 0 and abs(g[j]) >= cfg.squeeze_min_share * peak:
                 delta[j] = cfg.squeeze * np.sign(g[j])
-        return delta, penetration
+        return delta, metrics
 
     def _object_pose(self) -> tuple[np.ndarray, np.ndarray]:
         d, s = self.data, self.scene
@@ -273,7 +320,7 @@ class LiftSimulator:
         """Test one pose `q` (28,); returns one result row (keys: :data:`COLUMNS`)."""
         m, d, cfg = self.model, self.data, self.cfg
         q = np.asarray(q, dtype=np.float64)
-        delta, penetration = self.closing_offsets(q)
+        delta, metrics = self.closing_offsets(q)
         p0, _ = self._object_pose()
 
         # 3. close, gravity off
@@ -296,21 +343,28 @@ class LiftSimulator:
         # 4. six directions
         six_ok: bool | None = None
         six_failed = ""
+        six_unstable = False
         if six_directions:
             six_ok, six_failed = self._six_directions()
+            six_unstable = six_failed == "unstable"
             mujoco.mj_copyData(d, m, self.snapshot)
 
         # 5. lift, gravity on
         lift = self._lift()
         self._set_gravity(True)
         ratio = lift["ratio"]
+        unstable = self.unstable()  # closing or lift (the snapshot carries the closing's warnings)
+        held = cfg.ratio_threshold < ratio <= cfg.ratio_max and lift["in_hand"] and not unstable
         return {
-            "lift_success": bool(ratio > cfg.ratio_threshold),
+            "lift_success": bool(held),
             "lift_ratio": ratio,
             "object_moved_at_contact": moved,
-            "penetration_depth": penetration,
+            "penetration_depth": metrics["penetration_depth"],
             "six_dir_success": six_ok,
             "slip": lift["slip"],
+            **{k: metrics[k] for k in METRIC_COLUMNS[1:]},
+            "sim_unstable": bool(unstable or six_unstable),
+            "object_in_hand": bool(lift["in_hand"]),
             "n_contacts": n_contacts,
             "slip_deg": lift["slip_deg"],
             "object_rise": lift["object_rise"],
@@ -345,6 +399,9 @@ class LiftSimulator:
                 self._stepped += k
                 disp = float(np.linalg.norm(d.xipos[s.obj_body] - p0))
                 rot = _quat_angle(quat0, d.xquat[s.obj_body])
+                if self.unstable():
+                    failed = "unstable"
+                    break
                 if not (disp < cfg.six_dir_max_displacement and rot < max_rot):  # NaN fails too
                     failed = name
                     break
@@ -392,9 +449,11 @@ class LiftSimulator:
                 z_hand_end = float(d.xpos[s.palm_body][2]) + (sched[-1] - sched[i - 1])
                 break
         rel, Ro = self._in_palm()
+        in_hand = False
         if not early:
             z_obj_end = float(d.xipos[s.obj_body][2])
             z_hand_end = float(d.xpos[s.palm_body][2])
+            in_hand = bool((self._hand_object_contacts().dist <= 0.0).any())
         hand_rise = z_hand_end - z_hand0
         obj_rise = z_obj_end - z_obj0
         ratio = obj_rise / hand_rise if abs(hand_rise) > 1e-9 else float("nan")
@@ -407,6 +466,7 @@ class LiftSimulator:
             "slip": float(np.linalg.norm(rel - rel0)),
             "slip_deg": float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))),
             "early_stop": early,
+            "in_hand": in_hand,
         }
 
     def _obj_vz(self) -> float:
@@ -505,22 +565,37 @@ class _Task:
     poses: np.ndarray  # (b, 28)
 
 
-_WORKER_CACHE: dict[tuple[str, LiftConfig], LiftSimulator] = {}
+# The protocols a batch runs, each named by its config's type: LiftConfig -> this module's lift test,
+# DexGraspBenchConfig -> dexlite_core.sim.dexgraspbench. Each pose's row merges their rows.
+ProtocolConfigs = tuple[Any, ...]
+_WORKER_CACHE: dict[tuple[str, Any], LiftSimulator] = {}
 
 
-def _simulator(obj: ObjectGeometry, cfg: LiftConfig) -> LiftSimulator:
+def _simulator(obj: ObjectGeometry, cfg: Any) -> LiftSimulator:
     key = (obj.digest, cfg)
     sim = _WORKER_CACHE.get(key)
     if sim is None:
-        if len(_WORKER_CACHE) >= 4:  # a handful of objects per process at a time
+        if len(_WORKER_CACHE) >= 8:  # a handful of objects (x protocols) per process at a time
             _WORKER_CACHE.pop(next(iter(_WORKER_CACHE)))
-        sim = _WORKER_CACHE[key] = LiftSimulator(obj, cfg)
+        if isinstance(cfg, LiftConfig):
+            sim = LiftSimulator(obj, cfg)
+        else:  # imported here: that module builds on this one
+            from dexlite_core.sim.dexgraspbench import DexGraspBenchSimulator
+
+            sim = DexGraspBenchSimulator(obj, cfg)
+        _WORKER_CACHE[key] = sim
     return sim
 
 
-def _run_task(obj: ObjectGeometry, cfg: LiftConfig, poses: np.ndarray, six: bool) -> list[dict[str, Any]]:
-    sim = _simulator(obj, cfg)
-    return [sim.run(q, six) for q in poses]
+def _run_task(obj: ObjectGeometry, cfgs: ProtocolConfigs, poses: np.ndarray, six: bool) -> list[dict[str, Any]]:
+    sims = [_simulator(obj, c) for c in cfgs]
+    rows = []
+    for q in poses:
+        row: dict[str, Any] = {}
+        for sim in sims:
+            row.update(sim.run(q, six))
+        rows.append(row)
+    return rows
 
 
 def _worker_init() -> None:
@@ -555,7 +630,7 @@ atexit.register(shutdown_pool)
 
 
 def _run_many(
-    objects: dict[str, ObjectGeometry], tasks: list[_Task], n: int, cfg: LiftConfig, workers: int, six: bool
+    objects: dict[str, ObjectGeometry], tasks: list[_Task], n: int, cfg: ProtocolConfigs, workers: int, six: bool
 ) -> list[dict[str, Any]]:
     """Run every task (in the spawn pool when workers > 1); rows back in the callers' order."""
     rows: list[dict[str, Any] | None] = [None] * n
@@ -582,14 +657,18 @@ def _chunks(index: np.ndarray, workers: int, chunk_size: int | None) -> list[np.
     return [index[i : i + chunk_size] for i in range(0, len(index), chunk_size)]
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
     import pandas as pd
 
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    for col in ("lift_success", "early_stop"):
-        df[col] = df[col].astype(bool)
-    df["n_contacts"] = df["n_contacts"].astype(np.int64)
-    df["six_dir_success"] = df["six_dir_success"].astype(object)
+    df = pd.DataFrame(rows, columns=list(columns))
+    for col in ("lift_success", "early_stop", "sim_unstable", "object_in_hand", "dgb_success", "dgb_sim_unstable"):
+        if col in df:
+            df[col] = df[col].astype(bool)
+    for col in ("n_contacts", "contact_count"):
+        if col in df:
+            df[col] = df[col].astype(np.int64)
+    if "six_dir_success" in df:
+        df["six_dir_success"] = df["six_dir_success"].astype(object)
     return df
 
 
@@ -618,8 +697,53 @@ def lift_test(
     geom = object_geometry(obj)
     index = np.arange(len(arr))
     tasks = [_Task(geom.digest, c, arr[c]) for c in _chunks(index, workers, chunk_size)]
-    rows = _run_many({geom.digest: geom}, tasks, len(arr), cfg, workers, six_directions)
+    rows = _run_many({geom.digest: geom}, tasks, len(arr), (cfg,), workers, six_directions)
     return _frame(rows)
+
+
+def grasp_table_poses(table: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Object ids `(N,)` and float64 poses `(N, 28)` of a grasp table (pandas or pyarrow, columns
+    ``object_id`` and ``q``); ValueError naming the first bad row."""
+    import pandas as pd
+
+    df = table.to_pandas() if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame) else table
+    if not {"object_id", "q"} <= set(df.columns):
+        raise ValueError(f"a grasp table needs columns object_id and q, got {list(df.columns)}")
+    ids = df["object_id"].astype(str).to_numpy()
+    q = np.full((len(df), POSE_DIM), np.nan)
+    for i, v in enumerate(df["q"].to_numpy()):
+        arr = np.asarray(v if v is not None else [], dtype=np.float64).reshape(-1)
+        if arr.shape != (POSE_DIM,):
+            raise ValueError(f"grasp table row {i} (object {ids[i]!r}): q has {arr.size} values, not {POSE_DIM}")
+        q[i] = arr
+    bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"grasp table row {i} (object {ids[i]!r}): pose holds NaN/inf; {len(bad)} bad row(s)")
+    return ids, q
+
+
+def run_protocols(
+    table: Any, objects_root: str | Path, cfgs: ProtocolConfigs, workers: int = 1, six_directions: bool = True,
+    columns: Sequence[str] = COLUMNS,
+) -> pd.DataFrame:
+    """Run the protocols `cfgs` (:data:`ProtocolConfigs`) on every grasp of a grasp table against
+    the object folders under `objects_root`; one row per grasp in the table's order: ``object_id``
+    then `columns`. All objects' grasps share one pool of `workers` processes."""
+    ids, q = grasp_table_poses(table)
+    root = Path(objects_root)
+    objects: dict[str, ObjectGeometry] = {}
+    tasks: list[_Task] = []
+    for oid in sorted(set(ids.tolist())):
+        try:
+            objects[oid] = object_geometry(root / oid)
+        except (FileNotFoundError, ValueError) as exc:
+            raise type(exc)(f"object {oid!r}: {exc}") from exc
+        rows = np.flatnonzero(ids == oid)
+        tasks += [_Task(oid, c, q[c]) for c in _chunks(rows, workers, None)]
+    out = _frame(_run_many(objects, tasks, len(ids), tuple(cfgs), workers, six_directions), columns)
+    out.insert(0, "object_id", ids)
+    return out
 
 
 def evaluate_grasps(
@@ -638,39 +762,11 @@ def evaluate_grasps(
         workers: processes; all objects' grasps share one pool.
     Returns:
         (per-grasp DataFrame in the table's row order: ``object_id`` then :data:`COLUMNS`,
-        summary dict from :func:`summarise`).
+        summary dict from :func:`summarise`). Both protocols: :mod:`dexlite_core.sim.evaluate`.
     """
-    import pandas as pd
-
     t0 = time.perf_counter()
     lcfg = _lift_config(cfg)
-    df = table.to_pandas() if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame) else table
-    if not {"object_id", "q"} <= set(df.columns):
-        raise ValueError(f"a grasp table needs columns object_id and q, got {list(df.columns)}")
-    ids = df["object_id"].astype(str).to_numpy()
-    n = len(df)
-    q = np.full((n, POSE_DIM), np.nan)
-    for i, v in enumerate(df["q"].to_numpy()):
-        arr = np.asarray(v if v is not None else [], dtype=np.float64).reshape(-1)
-        if arr.shape != (POSE_DIM,):
-            raise ValueError(f"grasp table row {i} (object {ids[i]!r}): q has {arr.size} values, not {POSE_DIM}")
-        q[i] = arr
-    bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"grasp table row {i} (object {ids[i]!r}): pose holds NaN/inf; {len(bad)} bad row(s)")
-    root = Path(objects_root)
-    objects: dict[str, ObjectGeometry] = {}
-    tasks: list[_Task] = []
-    for oid in sorted(set(ids.tolist())):
-        try:
-            objects[oid] = object_geometry(root / oid)
-        except (FileNotFoundError, ValueError) as exc:
-            raise type(exc)(f"object {oid!r}: {exc}") from exc
-        rows = np.flatnonzero(ids == oid)
-        tasks += [_Task(oid, c, q[c]) for c in _chunks(rows, workers, None)]
-    out = _frame(_run_many(objects, tasks, n, lcfg, workers, six_directions))
-    out.insert(0, "object_id", ids)
+    out = run_protocols(table, objects_root, (lcfg,), workers, six_directions)
     summary = summarise(out, lcfg)
     summary["wall_time_s"] = time.perf_counter() - t0
     return out, summary

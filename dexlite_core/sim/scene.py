@@ -161,18 +161,20 @@ class Scene:
     geom_is_hand: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
     geom_is_obj: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
 
-    def set_hand_pose(self, t: np.ndarray, R: np.ndarray) -> None:
-        """Place the palm at (t, R) in the world (= object) frame with the lift slide along world z.
+    def set_hand_pose(self, t: np.ndarray, R: np.ndarray, slide_axis: np.ndarray | None = None) -> None:
+        """Place the palm at (t, R) in the world (= object) frame with the slide along world z, or
+        along `slide_axis` (3,) given in the palm frame (the dexgraspbench protocol's approach).
 
         Writes ``model.body_pos`` / ``body_quat`` of ``hand_root`` and the slide's local axis
-        ``R^T e_z``; every grasp sets all three, so the model never carries a previous grasp's pose.
+        (``R^T e_z`` for world z); every grasp sets all three, so the model never carries a previous
+        grasp's pose.
         """
         m = self.model
         quat = np.zeros(4)
         mujoco.mju_mat2Quat(quat, np.ascontiguousarray(R, dtype=np.float64).reshape(9))
         m.body_pos[self.root_body] = t
         m.body_quat[self.root_body] = quat
-        m.jnt_axis[self.lift_joint] = R[2, :]  # R^T e_z
+        m.jnt_axis[self.lift_joint] = R[2, :] if slide_axis is None else slide_axis  # R^T e_z
 
 
 def build_scene(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> Scene:
@@ -216,7 +218,7 @@ def build_scene(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> S
         act = spec.add_actuator(name=f"A_{jname}", target=jname, trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.set_to_position(kp=cfg.kp, kv=cfg.kv)
         act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
-        lim = force_limit(jname)
+        lim = cfg.finger_force_limit or force_limit(jname)
         act.forcerange = [-lim, lim]
         act.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
 
