@@ -26,8 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from _runs import last_run
+from _runs import last_run, pipeline_grasps
 
 from dexlite_core.config import LiftConfig
 from dexlite_core.sim.lift import evaluate_grasps, shutdown_pool, worker_pool
@@ -50,11 +49,8 @@ def main() -> None:
     ap.add_argument("--other", default="lift_time=1.5,hold_time=0.5", help="field=value,... over LiftConfig()")
     ap.add_argument("--six", action="store_true", help="also run and compare the six-direction test")
     args = ap.parse_args()
-    grasps = args.grasps or last_run("evaluate") / "grasps.parquet"
+    df, grasps = pipeline_grasps(args.grasps, args.per_object)
     objects = args.objects or last_run("objects") / "objects"
-
-    df = pd.read_parquet(grasps, columns=["object_id", "q"])
-    df = df.sample(frac=1.0, random_state=0).groupby("object_id").head(args.per_object).reset_index(drop=True)
     rng = np.random.default_rng(1)
     perturbed = df.assign(q=[np.asarray(q, np.float64) + rng.uniform(-1e-6, 1e-6, 28) for q in df["q"]])
     base = LiftConfig()

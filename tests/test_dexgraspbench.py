@@ -41,6 +41,20 @@ def test_wrapping_grasps_pass():
             assert r["dgb_sim_time"] == pytest.approx(0.8 + 6 * 2.0, abs=0.01)  # approach + six full pushes
 
 
+def test_early_pass_keeps_the_verdicts_and_stops_held_pushes_early():
+    cfg = DexGraspBenchConfig(early_pass=True)
+    for mesh, key in ((CYLINDER, "cylinder_r25_h100"), (BOX, "box")):
+        full = DexGraspBenchSimulator(object_geometry([mesh]), DexGraspBenchConfig())
+        early = DexGraspBenchSimulator(object_geometry([mesh]), cfg)
+        q = np.array(FIXTURES[key][0])
+        far = q.copy()
+        far[0] += 0.2
+        a, b = early.run(q), full.run(q)
+        assert a["dgb_success"] and b["dgb_success"]
+        assert a["dgb_sim_time"] < b["dgb_sim_time"] - 3.0  # at least half a second saved per push
+        assert not early.run(far)["dgb_success"]
+
+
 def test_non_grasps_fail(cylinder_sim):
     q = np.array(FIXTURES["cylinder_r25_h100"][0])
     far = q.copy()

@@ -38,7 +38,12 @@ Protocol for one pose ``q`` (28,):
    ``push_time`` [2 s], checked every ``check_every`` [0.2 s]. A direction fails once the object is
    ``max_displacement`` [5 cm] or ``max_rotation_deg`` [15 deg] or more from its pose at the reset;
    the first failing direction ends the test. A MuJoCo instability warning fails it too
-   (``dgb_failed = "unstable"``, ``dgb_sim_unstable``).
+   (``dgb_failed = "unstable"``, ``dgb_sim_unstable``). Option ``early_pass`` (not DexGraspBench's):
+   from ``early_pass_after`` [0.6 s] on, a push passes once at two consecutive checks the object's
+   offset plus its linear (angular) speed times the push time left stays under
+   ``early_pass_margin`` [1/2] of the displacement (rotation) limit. Unheld objects leave within the
+   first check (0.2 s); held ones creep a few millimetres (median 4.6 mm after 2 s on 103 seed
+   grasps), so the remaining 1.4 s rarely decide anything.
 5. ``dgb_success``: all six directions passed.
 
 Deterministic: every pose starts from ``mj_resetData`` and sets every model field it changes.
@@ -140,21 +145,33 @@ class DexGraspBenchSimulator(LiftSimulator):
         n_total = self._steps(cfg.push_time)
         max_rot = math.radians(cfg.max_rotation_deg)
         p0, quat0 = np.zeros(3), np.array([1.0, 0.0, 0.0, 0.0])
+        n_after = self._steps(cfg.early_pass_after)
+        a = s.obj_dadr
         for name, vec in zip(SIX_DIRECTIONS, _DIR_VECTORS, strict=True):
             mujoco.mj_copyData(d, m, self.snapshot)
             self._start_push(force * vec)
             done = 0
+            settled = False  # the previous check met the early-pass bound
             while done < n_total and not failed:
                 k = min(n_check, n_total - done)
                 mujoco.mj_step(m, d, k)
                 done += k
                 # the body frame's origin is the object frame's (the free joint's qpos)
-                pos = d.qpos[s.obj_qadr : s.obj_qadr + 3]
+                disp = float(np.linalg.norm(d.qpos[s.obj_qadr : s.obj_qadr + 3] - p0))
+                rot = _quat_angle(quat0, d.qpos[s.obj_qadr + 3 : s.obj_qadr + 7])
                 if self.unstable():
                     failed = "unstable"
-                elif not (np.linalg.norm(pos - p0) < cfg.max_displacement
-                          and _quat_angle(quat0, d.qpos[s.obj_qadr + 3 : s.obj_qadr + 7]) < max_rot):
+                elif not (disp < cfg.max_displacement and rot < max_rot):
                     failed = name  # NaN fails too
+                elif cfg.early_pass and done < n_total:
+                    t_left = (n_total - done) * self.dt
+                    near = (disp + float(np.linalg.norm(d.qvel[a : a + 3])) * t_left
+                            < cfg.early_pass_margin * cfg.max_displacement
+                            and rot + float(np.linalg.norm(d.qvel[a + 3 : a + 6])) * t_left
+                            < cfg.early_pass_margin * max_rot)  # fmt: skip
+                    if near and settled and done >= n_after:
+                        break
+                    settled = near
             stepped += done
             d.xfrc_applied[s.obj_body] = 0.0
             if failed:
