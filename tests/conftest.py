@@ -40,3 +40,12 @@ def hand32():
     from dexlite_core.hand.model import HandModel
 
     return HandModel(dtype=torch.float32)
+
+
+def write_convex_objects(root, meshes) -> None:
+    """Minimal object folders `root/<id>/` (one convex part each, ``_SUCCESS``), as the simulators
+    read them: `meshes` maps object id -> trimesh mesh."""
+    for oid, mesh in meshes.items():
+        (root / oid / "convex").mkdir(parents=True)
+        mesh.export(root / oid / "convex" / "part_000.obj")
+        (root / oid / "_SUCCESS").write_text("")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import trimesh
+from conftest import write_convex_objects
 
 from dexlite_core import validity
 from dexlite_core.config import DexGraspBenchConfig, LiftConfig, PipelineConfig
@@ -132,10 +133,7 @@ def test_an_object_launched_upward_fails_both_tests():
 
 
 def test_protocols_are_deterministic_and_workers_do_not_matter(tmp_path):
-    for oid, mesh in (("cyl", CYLINDER), ("box", BOX)):
-        (tmp_path / oid / "convex").mkdir(parents=True)
-        mesh.export(tmp_path / oid / "convex" / "part_000.obj")
-        (tmp_path / oid / "_SUCCESS").write_text("")
+    write_convex_objects(tmp_path, {"cyl": CYLINDER, "box": BOX})
     far = np.array(FIXTURES["box"][0])
     far[0] += 0.2
     wraps = FIXTURES["cylinder_r25_h100"]

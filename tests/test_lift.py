@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import trimesh
+from conftest import write_convex_objects
 
 from dexlite_core.config import LiftConfig, PipelineConfig
 from dexlite_core.hand.asset import JOINT_NAMES
@@ -212,10 +213,7 @@ def test_six_directions_pass_early_once_the_object_barely_creeps_with_the_full_t
 
 
 def test_evaluate_grasps_over_object_folders(tmp_path):
-    for oid, mesh in (("cube-a", CUBE), ("cyl-b", CYLINDER)):
-        (tmp_path / oid / "convex").mkdir(parents=True)
-        mesh.export(tmp_path / oid / "convex" / "part_000.obj")
-        (tmp_path / oid / "_SUCCESS").write_text("")
+    write_convex_objects(tmp_path, {"cube-a": CUBE, "cyl-b": CYLINDER})
     far = np.array(FIXTURES["cube_45mm"][0])
     far[0] += 0.2
     table = pd.DataFrame(
