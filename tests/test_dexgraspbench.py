@@ -14,6 +14,7 @@ from conftest import write_convex_objects
 from dexlite_core import validity
 from dexlite_core.config import DexGraspBenchConfig, LiftConfig, PipelineConfig
 from dexlite_core.hand.asset import joint_limits
+from dexlite_core.hand.euler_np import euler_to_matrix_np
 from dexlite_core.sim.dexgraspbench import DexGraspBenchSimulator
 from dexlite_core.sim.evaluate import evaluate_grasps
 from dexlite_core.sim.lift import LiftSimulator, object_geometry
@@ -81,6 +82,23 @@ def test_deep_pregrasp_fails_outright_and_shallow_one_does_not(cylinder_sim):
     assert not r["dgb_success"] and r["dgb_failed"] == "pregrasp_penetration"
     assert r["dgb_sim_time"] == 0.0  # nothing simulated
     assert not bool(validity.valid_success(pd.DataFrame([r]), "dexgraspbench").iloc[0])
+
+
+def test_grasps_sunk_15mm_are_never_valid():
+    """Sunk 1.5 cm along the palm normal, the pregrasp (backed off 1 cm) passes the 1 cm filter and
+    some of these grasps still hold all six pushes: the penetration gate is what fails them."""
+    rows = []
+    for mesh, key in ((CYLINDER, "cylinder_r25_h100"), (BOX, "box"), (CYLINDER_3CM, "cylinder")):
+        sim = DexGraspBenchSimulator(object_geometry([mesh]), DexGraspBenchConfig())
+        for q in FIXTURES[key]:
+            sunk = np.array(q)
+            sunk[:3] += euler_to_matrix_np(sunk[3:6]) @ np.array([0.0, -0.015, 0.0])  # palm frame -y: into it
+            rows.append(sim.run(sunk))
+    df = pd.DataFrame(rows)
+    assert (df["penetration_depth"] > 0.01).all()
+    assert df["dgb_success"].any()  # the protocol alone passes some...
+    assert not validity.valid_success(df, "dexgraspbench").astype(bool).any()  # ...valid success none
+    assert df["dgb_success"].sum() == validity.rate_table(df, ["dexgraspbench"])["dexgraspbench_ungated"]["k"]
 
 
 def test_thumb_inside_the_index_finger_fails():
