@@ -96,3 +96,16 @@ def test_contact_bodies_mean_averages_each_body():
     np.testing.assert_allclose(p, [[2, 1, 1], [1, 0, 0], [5, 5, 5]])
     s = 1 / np.sqrt(2)
     np.testing.assert_allclose(n, [[0, 0, 1], [s, s, 0], [0, -1, 0]])
+
+
+def test_a_contact_whose_averaged_normal_cancels_drops_out():
+    """Two contacts of one body with opposite normals average to a zero normal: that body offers no
+    push, so Q1 is that of the others (and never NaN or an SVD failure)."""
+    pts, nrm = FACES, INWARD
+    body = np.array([0, 1, 2, 3, 4, 5, 6, 6])
+    p = np.concatenate([pts, [[0.0, 0.0, 0.05], [0.0, 0.0, 0.05]]])
+    n = np.concatenate([nrm, [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]])
+    bp, bn = contact_bodies_mean(body, p, n)
+    assert np.linalg.norm(bn[-1]) < 1e-12
+    assert ferrari_canny_q1(bp, bn) == pytest.approx(ferrari_canny_q1(pts, nrm), rel=1e-9)
+    assert ferrari_canny_q1(bp[-2:], bn[-2:]) == 0.0

@@ -96,6 +96,11 @@ def ferrari_canny_q1(
     n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
     if p.shape != n.shape:
         raise ValueError(f"points {p.shape} and normals {n.shape} differ in shape")
+    # a body's averaged normal vanishes when its contacts' normals cancel: such a contact has no
+    # direction to push in, so it drops out
+    length = np.linalg.norm(n, axis=1)
+    keep = np.isfinite(length) & (length > 1e-9) & np.isfinite(p).all(axis=1)
+    p, n = p[keep], n[keep]
     if len(p) < 2:
         return 0.0
     c = p.mean(axis=0) if center is None else np.asarray(center, dtype=np.float64).reshape(3)
@@ -112,7 +117,10 @@ def ferrari_canny_q1(
     w = np.concatenate([f, tau], axis=2).reshape(-1, 6)
     # wrenches in a hyperplane through the origin (e.g. two point contacts: no torque about their
     # axis) leave the origin on the boundary; a joggled hull would report a spurious ~1e-10
-    sv = np.linalg.svd(w, compute_uv=False)
+    try:
+        sv = np.linalg.svd(w, compute_uv=False)
+    except np.linalg.LinAlgError:
+        return 0.0
     if sv[-1] <= _RANK_TOL * sv[0]:
         return 0.0
     hull = None
