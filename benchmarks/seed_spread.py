@@ -31,7 +31,8 @@ RATES = ("lift", "dexgraspbench", "lift_ungated", "dexgraspbench_ungated")
 
 
 def dexlite_exe() -> str:
-    exe = ROOT / ".venv" / "bin" / "dexlite"
+    """The ``dexlite`` of the interpreter running this script (its venv), else the one on PATH."""
+    exe = Path(sys.executable).parent / "dexlite"
     return str(exe) if exe.is_file() else (shutil.which("dexlite") or str(exe))
 
 
