@@ -35,7 +35,7 @@ def cylinder_sim() -> DexGraspBenchSimulator:
 def test_wrapping_grasps_pass():
     """The hand-built cylinder wraps and the optimiser-found box / cylinder grasps hold all six pushes."""
     for mesh, key in ((CYLINDER, "cylinder_r25_h100"), (BOX, "box"), (CYLINDER_3CM, "cylinder")):
-        sim = DexGraspBenchSimulator(object_geometry([mesh]), DexGraspBenchConfig())
+        sim = DexGraspBenchSimulator(object_geometry([mesh]), DexGraspBenchConfig(early_pass=False))
         for q in FIXTURES[key]:
             r = sim.run(np.array(q))
             assert r["dgb_success"] and r["dgb_failed"] == "", (key, r)
@@ -46,7 +46,7 @@ def test_wrapping_grasps_pass():
 def test_early_pass_keeps_the_verdicts_and_stops_held_pushes_early():
     cfg = DexGraspBenchConfig(early_pass=True)
     for mesh, key in ((CYLINDER, "cylinder_r25_h100"), (BOX, "box")):
-        full = DexGraspBenchSimulator(object_geometry([mesh]), DexGraspBenchConfig())
+        full = DexGraspBenchSimulator(object_geometry([mesh]), DexGraspBenchConfig(early_pass=False))
         early = DexGraspBenchSimulator(object_geometry([mesh]), cfg)
         q = np.array(FIXTURES[key][0])
         far = q.copy()
