@@ -1,7 +1,7 @@
 """Seed spread of the headline rates: the default CVAE trained with several seeds.
 
     .venv/bin/python benchmarks/seed_spread.py [--config configs/default.yaml] [--out runs/default]
-        [--seeds 0 1 2] [--dry-run]
+        [--seeds 0 1 2] [--set sample.objects=val] [--dry-run]
 
 For each seed S runs ``.venv/bin/dexlite run --config CONFIG --out OUT --set train.seed=S``. The
 object split does not depend on any seed, and stages already cached for the config (objects,
@@ -36,8 +36,9 @@ def dexlite_exe() -> str:
     return str(exe) if exe.is_file() else (shutil.which("dexlite") or str(exe))
 
 
-def command(config: str, out: str, seed: int) -> list[str]:
-    return [dexlite_exe(), "run", "--config", config, "--out", out, "--set", f"train.seed={seed}"]
+def command(config: str, out: str, seed: int, sets: Sequence[str] = ()) -> list[str]:
+    extra = [a for s in sets for a in ("--set", s)]
+    return [dexlite_exe(), "run", "--config", config, "--out", out, "--set", f"train.seed={seed}", *extra]
 
 
 def evaluate_report(out: Path) -> dict[str, Any]:
@@ -102,11 +103,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/default")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="more overrides for every seed, e.g. --set sample.objects=val (repeatable)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     reports = []
     for seed in args.seeds:
-        cmd = command(args.config, args.out, seed)
+        cmd = command(args.config, args.out, seed, args.sets)
         print("$", " ".join(cmd), flush=True)
         if args.dry_run:
             continue
