@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,12 @@ SOURCES = ("raw", "postopt")
 RATES = ("lift", "dexgraspbench", "lift_ungated", "dexgraspbench_ungated")
 
 
-def dexlite_exe() -> str:
-    """The ``dexlite`` of the interpreter running this script (its venv), else the one on PATH."""
-    exe = Path(sys.executable).parent / "dexlite"
-    return str(exe) if exe.is_file() else (shutil.which("dexlite") or str(exe))
-
-
 def command(config: str, out: str, seed: int, sets: Sequence[str] = ()) -> list[str]:
+    """``dexlite run`` by this interpreter from the repository it runs in (``-m flows.cli`` with the
+    repository as working directory), so a clone's runs reuse that clone's artifacts."""
     extra = [a for s in sets for a in ("--set", s)]
-    return [dexlite_exe(), "run", "--config", config, "--out", out, "--set", f"train.seed={seed}", *extra]
+    return [sys.executable, "-m", "flows.cli", "run", "--config", config, "--out", out,
+            "--set", f"train.seed={seed}", *extra]
 
 
 def evaluate_report(out: Path) -> dict[str, Any]:
@@ -113,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("$", " ".join(cmd), flush=True)
         if args.dry_run:
             continue
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
         reports.append(evaluate_report(out))  # stages.json is the last run's: read it now
     if args.dry_run:
         return
