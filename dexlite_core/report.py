@@ -364,8 +364,11 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         lines.append(f"Objects: {o.get('ingested')} ingested, {o.get('kept_by_stability')} kept by the stability "
                      "filter.")
     if s:
-        lines.append(f"Seed grasps: {s.get('n')} lift-tested, success {_pct(s.get('success_rate'))}, six-direction "
-                     f"{_pct(s.get('six_direction_success_rate'))}.")
+        def seed_rate(key: str) -> str:
+            return format_rate({"n": s.get("n"), "rate": s.get(key), "ci95": s.get(f"{key}_ci95")})
+
+        lines.append(f"Seed grasps, lift test (ungated): success {seed_rate('success_rate')}, six-direction "
+                     f"{seed_rate('six_direction_success_rate')}.")
     header = _headline_header()
     for title, section in _sections(doc):
         if not any(src in section for src in SOURCES):

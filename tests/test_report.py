@@ -13,8 +13,9 @@ from dexlite_core import report, validity
 from dexlite_core.config import PipelineConfig
 from dexlite_core.dataset import grasps_to_table
 from dexlite_core.hand.asset import joint_limits
+from dexlite_core.sim.lift import summarise as lift_summarise
 from dexlite_core.stages import previous, stage_dataset
-from dexlite_core.stats import format_rate, wilson_interval
+from dexlite_core.stats import format_rate, rate_entry, wilson_interval
 from storage.parquet import concat_tables, read_grasps, write_grasps
 
 
@@ -200,6 +201,9 @@ def test_every_rate_has_an_interval_in_json_and_markdown(tmp_path: Path) -> None
                 dgb_sim_unstable=[False] * 12, sim_unstable=[False] * 12)  # fmt: skip
     doc = report.evaluation(df, ["val-a"])
     doc["rounds"] = [report.round_row(doc, 1, 10), report.round_row(doc, 2, 20)]
+    seed_table = pd.DataFrame({"lift_success": [True] * 9 + [False], "six_dir_success": [True] * 8 + [False] * 2,
+                               "lift_ratio": 1.0, "slip": 0.0, "penetration_depth": 0.0})
+    doc["seed"] = lift_summarise(seed_table)  # the lift stage's lift.json
     report.write_report(tmp_path, doc, {s: g for s, g in df[df["object_id"] == "val-a"].groupby("source")})
     saved = json.loads((tmp_path / "report.json").read_text(), parse_constant=_no_nan)
     md = (tmp_path / "report.md").read_text()
@@ -228,6 +232,8 @@ def test_every_rate_has_an_interval_in_json_and_markdown(tmp_path: Path) -> None
     assert len(rows) == 2 and "[" in rows[0].split("|")[3]  # headline and training objects, with intervals
     assert format_rate(saved["rounds"][1]["raw"]["rates"]["dexgraspbench"]) in md.split("## Rounds")[1]
     assert "data:image/png;base64" in page
+    assert f"success {format_rate(rate_entry([True] * 9 + [False]))}" in md  # the seed grasps' rates too
+    assert f"six-direction {format_rate(rate_entry([True] * 8 + [False] * 2))}" in md
 
 
 def test_a_source_without_dexgraspbench_verdicts_reports_na() -> None:

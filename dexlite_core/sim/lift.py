@@ -125,6 +125,7 @@ from dexlite_core.hand.asset import POSE_DIM
 from dexlite_core.hand.euler_np import euler_to_matrix_np
 from dexlite_core.sim.grasp_metrics import contact_bodies_mean, ferrari_canny_q1
 from dexlite_core.sim.scene import ObjectGeometry, Scene, build_scene
+from dexlite_core.stats import rate_entry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -791,7 +792,9 @@ def summarise(df: pd.DataFrame, cfg: LiftConfig | None = None) -> dict[str, Any]
         return {
             "n": int(len(g)),
             "success_rate": float(g["lift_success"].mean()) if len(g) else float("nan"),
+            "success_rate_ci95": rate_entry(g["lift_success"])["ci95"],
             "six_direction_success_rate": float(six.astype(bool).mean()) if len(six) else float("nan"),
+            "six_direction_success_rate_ci95": rate_entry(six.astype(bool))["ci95"],
         }
 
     out = rates(df)
