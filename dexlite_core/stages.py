@@ -520,11 +520,13 @@ def _mesh_files(cfg: PipelineConfig) -> list[Path]:
 
 
 def _mesh_inputs(cfg: PipelineConfig) -> dict[str, str]:
-    """Content hashes of the mesh files the selection reads (extra meshes and bundled real meshes)."""
+    """Content hashes of the mesh files the selection reads (extra meshes and bundled real meshes),
+    by item name: a bundled mesh's key does not depend on where its package is installed (keyed by
+    path, a run from another venv recomputed every stage)."""
     from storage.artifacts import hash_file
 
-    paths = [s.path for s in object_sources(cfg).values() if getattr(s, "path", None) is not None]
-    return {str(p): hash_file(p) for p in paths}
+    return {name: hash_file(s.path) for name, s in object_sources(cfg).items()
+            if getattr(s, "path", None) is not None}
 
 
 def _bundled_sources(n_random: int = 0) -> list[Any]:

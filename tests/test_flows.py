@@ -9,6 +9,7 @@ so they do not depend on unfinished cores and take seconds. They report to one r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -519,3 +520,25 @@ def test_gpu_stage_routed_to_work_pool(toy_dir: Path, prefect_server: str, tmp_p
     pids = {ln.split()[0]: ln.split("pid=")[1].split()[0] for ln in log.read_text().splitlines() if " start " in ln}
     assert pids["train"] != pids["dataset"] == pids["sample"]  # train ran in the worker's flow run
     assert f"submitting to work pool '{pool}'" in p.stderr
+
+
+def test_objects_key_does_not_depend_on_where_bundled_meshes_are_installed(tmp_path: Path, monkeypatch) -> None:
+    """The objects stage's file inputs (its only path-dependent key part) are the same when the
+    bundled meshes are read from another install location (another venv, a moved clone); a changed
+    mesh changes them."""
+    from dexlite_core import stages
+    from dexlite_core.config import PipelineConfig, SelectConfig
+
+    cfg = PipelineConfig(select=SelectConfig(bundled=("mug",)))
+    (source,) = stages.object_sources(cfg).values()
+    inputs = stages._mesh_inputs(cfg)
+    assert set(inputs) == {"bundled:mug"}
+    moved = tmp_path / "elsewhere" / source.path.name
+    moved.parent.mkdir()
+    moved.write_bytes(source.path.read_bytes())
+    real = stages.object_sources
+    monkeypatch.setattr(stages, "object_sources",
+                        lambda c: {n: dataclasses.replace(s, path=moved) for n, s in real(c).items()})
+    assert stages._mesh_inputs(cfg) == inputs
+    moved.write_bytes(source.path.read_bytes() + b"\n# edited\n")
+    assert stages._mesh_inputs(cfg) != inputs
