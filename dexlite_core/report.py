@@ -153,8 +153,9 @@ def summarise(
     protocols: Sequence[str] = validity.PROTOCOLS,
     max_penetration: float = validity.DEFAULT_MAX_PENETRATION,
 ) -> dict[str, Any]:
-    """Figures for one group of evaluated grasps (columns of the grasp schema; `q` as arrays)."""
-    q = _poses(df)
+    """Figures for one group of evaluated grasps (columns of the grasp schema; `q` as arrays; without
+    a `q` column, e.g. bare simulation results, the diversity figures are None)."""
+    q = _poses(df) if "q" in df else None
     rates = validity.rate_table(df, protocols, max_penetration)
     lift, lift_ci = _entry(rates, "lift")
     six, six_ci = _entry(rates, "six_direction")
@@ -182,9 +183,9 @@ def summarise(
         "mean_q1": _mean(df, "q1"),
         "q1_positive_rate": None if q1 is None else rate_entry((q1 > 0).astype(object).where(q1.notna(), None)),
         "mean_contact_distance_m": None if e_dis is None else e_dis / n_contacts,
-        "diversity_joint_entropy_bits": joint_entropy(q),
-        "diversity_joint_entropy_nats": joint_entropy_nats(q),
-        "diversity_pca_cumvar5": pca_cumvar(q),
+        "diversity_joint_entropy_bits": None if q is None else joint_entropy(q),
+        "diversity_joint_entropy_nats": None if q is None else joint_entropy_nats(q),
+        "diversity_pca_cumvar5": None if q is None else pca_cumvar(q),
     }
     if seconds_per_grasp is not None:
         out["seconds_per_grasp"] = seconds_per_grasp

@@ -14,15 +14,17 @@ is sunk into, so a protocol pass alone is not a success. Plain pandas/numpy.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .config import Protocol
 from .stats import rate_entry
 
-PROTOCOLS: tuple[str, ...] = ("lift", "dexgraspbench")
+PROTOCOLS: tuple[str, ...] = typing.get_args(Protocol)  # the config's protocol names
 SUCCESS_COLUMN: dict[str, str] = {"lift": "lift_success", "dexgraspbench": "dgb_success"}
 UNSTABLE_COLUMN: dict[str, str] = {"lift": "sim_unstable", "dexgraspbench": "dgb_sim_unstable"}
 PENETRATION_COLUMNS: tuple[str, ...] = ("penetration_depth", "self_penetration")

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from dexlite_core.config import Protocol as ProtocolName
 from flows.configfile import ConfigError, load_config, parse_overrides, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -508,15 +510,9 @@ def _echo_summary(summary: dict, indent: int = 0) -> None:
             typer.echo(f"{pad}{k}: {_fmt_value(v)}")
 
 
-class Protocol(str, Enum):
-    """`dexlite evaluate --protocol`: one simulation protocol, or all of them."""
-
-    lift = "lift"
-    dexgraspbench = "dexgraspbench"
-    all = "all"
-
-
-ALL_PROTOCOLS: tuple[str, ...] = ("lift", "dexgraspbench")
+# `dexlite evaluate --protocol`: one simulation protocol (the config's Literal names them), or all.
+ALL_PROTOCOLS: tuple[str, ...] = typing.get_args(ProtocolName)
+Protocol = Enum("Protocol", {p: p for p in (*ALL_PROTOCOLS, "all")}, type=str)
 
 
 @app.command()

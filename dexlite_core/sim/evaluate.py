@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dexlite_core import validity
+from dexlite_core import report, validity
 from dexlite_core.config import PipelineConfig
 from dexlite_core.sim import dexgraspbench, lift
 
@@ -72,28 +72,14 @@ def evaluate_grasps(
 
 
 def summarise(df: pd.DataFrame, protocols: Sequence[str], max_penetration: float) -> dict[str, Any]:
-    """Rates with n and 95% intervals per protocol (valid, valid at 1 mm, ungated), unstable counts,
-    metric means and the same rates per object."""
-    import numpy as np
-
-    def metric(col: str, how: str = "mean") -> float | None:
-        if col not in df or not len(df):
-            return None
-        v = df[col].astype(float)
-        return float(np.percentile(v, 90) if how == "p90" else getattr(v, how)())
-
+    """The report's figures of one group (:func:`dexlite_core.report.summarise`: rates with n and
+    95% intervals per protocol, valid / at 1 mm / ungated, unstable counts, metric statistics) plus
+    the same rates per object."""
     out: dict[str, Any] = {
-        "n": int(len(df)),
         "protocols": list(protocols),
         "max_penetration_m": max_penetration,
         "valid_means": "the protocol passed and penetration and self-penetration <= max_penetration_m",
-        "rates": validity.rate_table(df, protocols, max_penetration),
-        "sim_unstable": validity.unstable_counts(df, protocols),
-        "penetration_mm": {k: None if (v := metric("penetration_depth", k)) is None else 1000 * v
-                           for k in ("mean", "median", "p90", "max")},
-        "self_penetration_mm_max": None if (v := metric("self_penetration", "max")) is None else 1000 * v,
-        "mean_contact_count": metric("contact_count"),
-        "mean_q1": metric("q1"),
+        **report.summarise(df, protocols=protocols, max_penetration=max_penetration),
     }
     if "object_id" in df:
         out["per_object"] = {str(o): validity.rate_table(g, protocols, max_penetration)
