@@ -20,7 +20,7 @@ Plain numpy/pyarrow; no Prefect. Parquet I/O lives in :mod:`storage.parquet`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -265,4 +265,12 @@ def conform(table: pa.Table) -> pa.Table:
         else:
             arrays.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(arrays, schema=GRASP_SCHEMA)
+
+
+def concat_tables(tables: Iterable[pa.Table]) -> pa.Table:
+    """One grasp table from several (each conformed to the schema; pose orders must agree)."""
+    parts = [conform(t) for t in tables]
+    if not parts:
+        return GRASP_SCHEMA.empty_table()
+    return validate_table(pa.concat_tables(parts))
 

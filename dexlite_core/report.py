@@ -17,13 +17,10 @@ bits over 20 bins, DGTR's in nats over 100 bins, DexGraspBench's PCA cumulative 
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import validity
+from .atomic import atomic_write_text
 from .hand.asset import FINGER_JOINTS, joint_limits
 from .hand.euler_np import euler_to_matrix_np
 from .stats import format_rate, rate_entry
@@ -40,25 +38,6 @@ ENTROPY_BINS = 20
 ENTROPY_BINS_NATS = 100  # DGTR / DexGraspNet evaluator: 100 bins per joint, natural log
 PCA_COMPONENTS = 5  # DexGraspBench: cumulative explained variance of the top 5 components
 SOURCES = ("raw", "expanded", "postopt")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-# --------------------------------------------------------------------------------------- diversity
 
 
 def joint_entropy(q: np.ndarray, bins: int = ENTROPY_BINS, base: float = 2.0) -> float:
@@ -426,8 +405,8 @@ def write_report(
     `groups` the headline grasps per source (histograms); `pictures` caption -> PNG in `out_dir`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out_dir / "report.json", json.dumps(doc, indent=2, default=_json_default))
-    _atomic_write_text(out_dir / "report.md", render_markdown(doc))
+    atomic_write_text(out_dir / "report.json", json.dumps(doc, indent=2, default=_json_default))
+    atomic_write_text(out_dir / "report.md", render_markdown(doc))
 
     tables = ""
     for title, section in _sections(doc):
@@ -475,7 +454,7 @@ unstable counts as a failure. Every rate: percentage [95% Wilson interval] (n). 
 <h2>Distributions ({html.escape(str(doc.get("evaluated_on", "")))})</h2>{_histograms(groups) if groups else ""}
 <h2>Grasps</h2>{pics}
 <h2>Run</h2><pre>{html.escape(json.dumps(run, indent=2, default=_json_default))}</pre></body></html>"""
-    _atomic_write_text(out_dir / "report.html", page)
+    atomic_write_text(out_dir / "report.html", page)
 
 
 def _png_base64(fig) -> str:

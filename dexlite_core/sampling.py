@@ -13,16 +13,28 @@ and CUDA.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
-from .config import AnnealingConfig, EnergyConfig, TrainConfig
+from .config import AnnealingConfig, EnergyConfig, SampleConfig, TrainConfig
+from .dataset import concat_tables, grasps_to_table, table_q
 from .models import GraspCVAE, associated_point_index
-from .synthesis import OptimisedGrasps, contact_indices_for, hand_on, object_field, optimise
+from .objects import load_object
+from .seeding import stable_int
+from .synthesis import OptimisedGrasps, contact_indices_for, grasps_table, hand_on, object_field, optimise
 from .train import model_cloud
+
+log = logging.getLogger("dexlite.sampling")
+ID_STRIDE = 1_000_000  # grasp_id = object index * ID_STRIDE + i (raw), + EXPANDED_OFFSET + i (expanded)
+EXPANDED_OFFSET = 500_000
 
 
 @dataclass
@@ -86,3 +98,48 @@ def postoptimise(obj, q: np.ndarray, annealing: AnnealingConfig, energy: EnergyC
     qt = torch.as_tensor(np.asarray(q), dtype=torch.float32, device=device)
     idx = contact_indices_for(hand_on(str(device)), field, qt, energy.n_contacts)
     return optimise(field, qt, idx, annealing, energy, seed=seed)
+
+
+def sample_objects(sampler: GraspSampler, folders: Mapping[str, Path], cfg: SampleConfig,
+                   dataset: pa.Table | None = None) -> pa.Table:
+    """Grasps of every object (id -> object folder, in that order): ``cfg.n_per_object`` pure
+    synthesis samples (source "raw") and ``cfg.expand_per_grasp`` expansions of each of the object's
+    `dataset` grasps (source "expanded"), seeded per object."""
+    data_ids = np.asarray(dataset.column("object_id").to_pylist()) if dataset is not None else np.asarray([])
+    tables = []
+    t0 = time.perf_counter()
+    for k, (oid, folder) in enumerate(folders.items()):
+        obj = load_object(folder)
+        seed = cfg.seed + stable_int(oid)
+        base = k * ID_STRIDE
+        if cfg.n_per_object > 0:
+            q = sampler.sample(obj, cfg.n_per_object, seed=seed)
+            tables.append(grasps_to_table(oid, q, "raw", grasp_id=base + np.arange(len(q))))
+        rows = np.flatnonzero(data_ids == oid)
+        if dataset is not None and cfg.expand_per_grasp > 0 and len(rows):
+            q = sampler.expand(obj, table_q(dataset.take(rows)), cfg.expand_per_grasp, cfg.latent_noise,
+                               seed=seed + 1)
+            tables.append(grasps_to_table(oid, q, "expanded", grasp_id=base + EXPANDED_OFFSET + np.arange(len(q))))
+        log.info("sample: %d/%d %s (%.1f s)", k + 1, len(folders), oid, time.perf_counter() - t0)
+    return concat_tables(tables)
+
+
+def postoptimise_objects(sampled: pa.Table, folders: Mapping[str, Path], annealing: AnnealingConfig,
+                         energy: EnergyConfig, device: torch.device | str = "cpu") -> pa.Table:
+    """Post-optimise the pure-synthesis ("raw") grasps of each object (id -> folder, in that order)
+    of a sampled table; each keeps its sample's ``grasp_id``, so before / after compare the same
+    grasps. Seeded per object."""
+    raw = sampled.filter(pc.equal(sampled.column("source"), "raw"))
+    ids = np.asarray(raw.column("object_id").to_pylist())
+    tables = []
+    for k, (oid, folder) in enumerate(folders.items()):
+        t0 = time.perf_counter()
+        part = raw.take(np.flatnonzero(ids == oid))
+        if part.num_rows == 0:
+            continue
+        res = postoptimise(load_object(folder), table_q(part), annealing, energy, device, seed=stable_int(oid))
+        tables.append(grasps_table(oid, res, "postopt", grasp_id=part.column("grasp_id")))
+        log.info("postopt: %d/%d %s: %d grasps (%.1f s)", k + 1, len(folders), oid, part.num_rows,
+                 time.perf_counter() - t0)
+    return concat_tables(tables)
+

@@ -19,18 +19,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes, atomic_write_text
 from .config import EnergyConfig, TrainConfig
+from .dataset import table_q
 from .energy import ObjectField, grasp_energy
 from .models import GraspCVAE, associated_point_index, kl_divergence, reconstruction_loss
-from .synthesis import contact_indices_for, fitted_contact_indices, hand_on
+from .objects import load_object
+from .synthesis import contact_indices_for, fitted_contact_indices, hand_on, object_field
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -120,12 +123,7 @@ def split_objects(object_ids: Sequence[str], val_fraction: float) -> set[str]:
 def _atomic_torch_save(obj: dict, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def batch_losses(
@@ -252,9 +250,7 @@ def train(
 
 def save_history(history: list[dict[str, float]], out_dir: Path) -> None:
     """Loss curves as JSON and a PNG plot (both written atomically)."""
-    tmp = out_dir / ".history.json.tmp"
-    tmp.write_text(json.dumps(history, indent=1))
-    tmp.replace(out_dir / "history.json")
+    atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -275,3 +271,51 @@ def save_history(history: list[dict[str, float]], out_dir: Path) -> None:
     fig.savefig(out_dir / ".loss.png.tmp.png", dpi=80)
     plt.close(fig)
     (out_dir / ".loss.png.tmp.png").replace(out_dir / "loss.png")
+
+
+def training_data(table: Any, objects_root: Path, object_ids: Sequence[str], device: torch.device | str,
+                  n_points: int, energy: EnergyConfig) -> TrainingData:
+    """:class:`TrainingData` for the grasps of ``object_ids`` in a grasp table (pyarrow): poses
+    `(G, 28)`, each object's model cloud `(O, n_points, 3)` and field, contact candidates."""
+    ids = list(object_ids)
+    pos = {o: i for i, o in enumerate(ids)}
+    all_ids = table.column("object_id").to_pylist()
+    rows = np.asarray([i for i, o in enumerate(all_ids) if o in pos], dtype=np.int64)
+    sub = table.take(rows)
+    objs = [load_object(objects_root / o) for o in ids]
+    q = torch.as_tensor(table_q(sub), device=device)
+    oi = torch.as_tensor([pos[o] for o in sub.column("object_id").to_pylist()], device=device)
+    clouds = torch.stack([torch.as_tensor(model_cloud(np.asarray(o.points), n_points), dtype=torch.float32)
+                          for o in objs]).to(device)
+    fields = [object_field(o, device) for o in objs]
+    contact = fill_contacts(q, oi, sub.column("contact_idx").to_pylist(), fields, energy)
+    return TrainingData(q, oi, contact, clouds, fields, ids)
+
+
+@dataclass
+class Fit:
+    """A finished training run: the model, its loss history and the object split."""
+
+    model: GraspCVAE
+    history: list[dict[str, float]]
+    train_ids: list[str]
+    val_ids: list[str]
+    n_train: int
+    n_val: int
+
+
+def fit(table: Any, objects_root: Path, cfg: TrainConfig, energy: EnergyConfig, device: torch.device | str,
+        work_dir: Path, progress: Callable[[int, dict[str, float]], None] | None = None) -> Fit:
+    """Train the CVAE on a grasp table (pyarrow; the dataset stage's) of objects under
+    ``objects_root``: split by object (:func:`split_objects`, no seed), build both sets' tensors, then
+    :func:`train` into ``work_dir`` (resuming from its checkpoint)."""
+    torch.manual_seed(cfg.seed)
+    ids = sorted(set(table.column("object_id").to_pylist()))
+    val = split_objects(ids, cfg.val_fraction)
+    train_ids = [o for o in ids if o not in val] or ids
+    train_data = training_data(table, objects_root, train_ids, device, cfg.n_points, energy)
+    val_data = training_data(table, objects_root, sorted(val), device, cfg.n_points, energy) if val else None
+    model = GraspCVAE.from_config(cfg).to(device)
+    history = train(model, train_data, val_data, work_dir, cfg, energy, progress=progress)
+    return Fit(model, history, train_ids, sorted(val), len(train_data), len(val_data or []))
+

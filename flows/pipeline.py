@@ -34,20 +34,14 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from dag.runner import shard_items
+from dag.spec import StageFault, StageSpec
+from dag.walk import KeyWalk, Step
 from dexlite_core.config import DagConfig, PipelineConfig
-from dexlite_core.stages import (
-    CoreNotAvailable,
-    StageFault,
-    get_stages,
-    input_names,
-    previous,
-    shard_items,
-    stage_key,
-    store_root,
-    topo_order,
-)
 from flows.configfile import config_from_dict, load_config
-from storage.artifacts import ArtifactStore, atomic_write_json
+from stages.table import get_stages
+from storage import ArtifactStore, atomic_write_json, open_store
+from storage.runs import store_root
 from tasks.stage_tasks import (
     init_worker,
     local_inputs,
@@ -78,6 +72,7 @@ class StageRun:
     seconds: float
     path: str
     summary: dict[str, Any] = field(default_factory=dict)
+    digest: str = ""  # the artifact's content digest (keys the stages downstream)
 
 
 def build_runner(dag: DagConfig) -> TaskRunner:
@@ -103,12 +98,12 @@ def shard_size(n_items: int, dag: DagConfig) -> int:
 
 
 def _no_retry_for_permanent(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry transient failures only: an injected fault or a missing core fails at once."""
+    """Retry transient failures only: an injected fault or an unknown stage fails at once."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001
         return True
-    return not isinstance(exc, (StageFault, CoreNotAvailable, KeyError))
+    return not isinstance(exc, (StageFault, KeyError))
 
 
 def _record(out: Path, runs: dict[str, StageRun]) -> None:
@@ -117,113 +112,129 @@ def _record(out: Path, runs: dict[str, StageRun]) -> None:
         atomic_write_json(out / "stages.json", {n: r.__dict__ for n, r in runs.items()})
 
 
+@dataclass
+class _Run:
+    """What every stage of one ``execute`` shares."""
+
+    cfg: PipelineConfig
+    cfg_dict: dict[str, Any]
+    root: str
+    store: ArtifactStore
+    out_dir: Path
+    retry: dict[str, Any]
+    stack: contextlib.ExitStack
+    runner: TaskRunner | None = None
+
+    def task_runner(self) -> TaskRunner:
+        """One task runner for every sharded stage of the run (processes start once)."""
+        if self.runner is None:
+            self.runner = self.stack.enter_context(build_runner(self.cfg.dag))
+        return self.runner
+
+
 def execute(cfg: PipelineConfig, out: str | os.PathLike[str], targets: list[str] | None = None,
             force: list[str] | None = None, store: str | None = None, rounds: int = 1) -> dict[str, Any]:
     """Run ``targets`` (default: every stage) and whatever upstream is missing or stale, inside a flow.
 
-    ``rounds`` > 1 repeats the stages that read the previous round (``StageSpec.feedback``: the
-    dataset grows by the validated expanded grasps, the CVAE retrains, samples are drawn and
+    The stages and their keys come from :class:`dag.walk.KeyWalk` (the walk ``dexlite status``
+    uses). ``rounds`` > 1 repeats the stages that read the previous round (``StageSpec.feedback``:
+    the dataset grows by the validated expanded grasps, the CVAE retrains, samples are drawn and
     evaluated again) and everything downstream of them; round r's runs are named ``<stage>@round<r>``.
 
-    Returns ``{"store": root, "stages": {name: StageRun as dict}}``; raises :class:`StageFailed`.
+    Returns ``{"store": root, "stages": {label: StageRun as dict}}``; raises :class:`StageFailed`.
     """
     logger = get_run_logger()
-    stages = get_stages()
-    root = store or store_root(cfg, out)
-    art = ArtifactStore(root)
+    root = store or store_root(cfg.dag.artifacts, out)
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    order = topo_order(stages, targets)
-    force = list(force or [])
-    cfg_dict = cfg.to_dict()
+    walk = KeyWalk(get_stages(), cfg, targets, rounds)
     retry = {"retries": cfg.dag.retries, "retry_delay_seconds": cfg.dag.retry_delay_s,
              "retry_condition_fn": _no_retry_for_permanent}
-    digests: dict[str, str] = {}
-    keys: dict[str, str] = {}
     runs: dict[str, StageRun] = {}
     t_run = time.perf_counter()
-    logger.info("DAG: %s (artifacts in %s, task runner %s x%d)", " -> ".join(order), art.url,
+    logger.info("DAG: %s (artifacts in %s, task runner %s x%d)", " -> ".join(walk.order), root,
                 cfg.dag.task_runner, cfg.dag.workers)
-    rounds = max(1, int(rounds))
     with contextlib.ExitStack() as stack:
-        runner: TaskRunner | None = None
-        for rnd, i, name in ((r, i, n) for r in range(1, rounds + 1) for i, n in enumerate(order, 1)):
-            spec = stages[name]
-            if rnd > 1 and i == 1:  # a new round: the last round's artifacts become "<stage>@previous"
-                last = {n: (keys[n], digests[n]) for n in order}
-                keys.update({previous(n): k for n, (k, _) in last.items()})
-                digests.update({previous(n): d for n, (_, d) in last.items()})
-            key = stage_key(spec, cfg, digests)
-            if rnd > 1 and key == keys.get(name):
-                continue  # upstream of the loop: same artifact as last round
-            label = name if rnd == 1 else f"{name}@round{rnd}"
-            inputs = {d: keys[d] for d in input_names(spec, keys)}
-            if rnd == 1 and name in force and art.is_complete(name, key):
-                logger.info("stage %s: --force, removing %s", name, art.stage_dir(name, key))
-                art.remove(name, key)
-            cached = art.is_complete(name, key)
-            t0 = time.perf_counter()
-            logger.info("[%d/%d] stage %s: %s (key %s)", i, len(order), label,
-                        "cached" if cached else "running", key)
-            try:
-                if cached:
-                    task = merge_shards if spec.shards is not None else run_stage
-                    extra = {"shards": []} if spec.shards is not None else {}
-                    ptr = task.with_options(task_run_name=name)(
-                        stage=name, key=key, inputs=inputs, store_root=root, config=cfg_dict, **extra)
-                elif spec.shards is not None:
-                    paths = local_inputs(art, inputs)
-                    items = spec.shards.items(paths, cfg)
-                    size = shard_size(len(items), cfg.dag)
-                    parts = shard_items(items, size)
-                    logger.info("stage %s: %d items in %d shard(s) of <= %d", name, len(items), len(parts), size)
-                    if runner is None:
-                        runner = stack.enter_context(build_runner(cfg.dag))
-                    futures = [
-                        runner.submit(
-                            run_shard.with_options(task_run_name=f"{name}[{j + 1}/{len(parts)}]",
-                                                   refresh_cache=not art.is_complete(
-                                                       shard_stage(name), shard_key(key, j, part)), **retry),
-                            parameters={"stage": name, "key": key, "index": j, "items": part, "inputs": inputs,
-                                        "store_root": root, "config": cfg_dict},
-                        )
-                        for j, part in enumerate(parts)
-                    ]
-                    done: list[dict] = []
-                    errors: list[Exception] = []
-                    for fut in as_completed(futures):
-                        try:
-                            done.append(fut.result())
-                        except Exception as e:  # noqa: BLE001 - collected, raised below
-                            errors.append(e)
-                        logger.info("stage %s: %d/%d shards done, %d failed (%.0f s)", name, len(done),
-                                    len(parts), len(errors), time.perf_counter() - t0)
-                    if errors:
-                        raise errors[0]
-                    ordered = sorted(done, key=lambda d: d["index"])
-                    ptr = merge_shards.with_options(task_run_name=f"{name}-merge", refresh_cache=True, **retry)(
-                        stage=name, key=key, shards=ordered, inputs=inputs, store_root=root, config=cfg_dict)
-                elif spec.gpu and cfg.dag.train_work_pool:
-                    ptr = _run_on_pool(name, key, cfg, out_dir, root, art)
-                else:
-                    ptr = run_stage.with_options(task_run_name=name, refresh_cache=True, **retry)(
-                        stage=name, key=key, inputs=inputs, store_root=root, config=cfg_dict)
-            except StageFailed:
-                raise
-            except BaseException as e:
-                _record(out_dir, runs)
-                logger.error("stage %s FAILED after %.1f s: %s", name, time.perf_counter() - t0, e)
-                raise StageFailed(name, e) from e
-            digests[name] = ptr["digest"]
-            keys[name] = key
-            runs[label] = StageRun(label, key, "cached" if cached else "ran", round(time.perf_counter() - t0, 2),
-                                   ptr["path"], ptr.get("summary") or {})
-            logger.info("[%d/%d] stage %s: %s in %.1f s -> %s %s", i, len(order), label, runs[label].status,
-                        runs[label].seconds, ptr["path"], _short(ptr.get("summary")))
+        run = _Run(cfg, cfg.to_dict(), root, open_store(root), out_dir, retry, stack)
+        for step in walk:
+            if step.key is None:  # every upstream stage ran or raised: a bug in the walk
+                raise StageFailed(step.name, "an upstream stage has no artifact")
+            if step.round == 1 and step.name in (force or []) and run.store.is_complete(step.name, step.key):
+                logger.info("stage %s: --force, removing %s", step.name, run.store.stage_dir(step.name, step.key))
+                run.store.remove(step.name, step.key)
+            runs[step.label] = _stage(run, step, len(walk.order))
+            walk.done(step.name, step.key, runs[step.label].digest)
             _record(out_dir, runs)
     logger.info("DAG done in %.1f s: %d ran, %d cached", time.perf_counter() - t_run,
                 sum(r.status == "ran" for r in runs.values()), sum(r.status == "cached" for r in runs.values()))
-    return {"store": art.url, "stages": {n: r.__dict__ for n, r in runs.items()}}
+    return {"store": run.store.url, "stages": {n: r.__dict__ for n, r in runs.items()}}
+
+
+def _stage(run: _Run, step: Step, n_stages: int) -> StageRun:
+    """One stage of the walk: a cache hit, or its shards fanned out then merged, or one task."""
+    logger = get_run_logger()
+    spec, key = step.spec, step.key
+    assert key is not None
+    cached = run.store.is_complete(step.name, key)
+    t0 = time.perf_counter()
+    logger.info("[%d/%d] stage %s: %s (key %s)", step.index, n_stages, step.label,
+                "cached" if cached else "running", key)
+    params = {"stage": step.name, "key": key, "inputs": step.inputs, "store_root": run.root,
+              "config": run.cfg_dict}
+    try:
+        if cached:
+            task = merge_shards if spec.shards is not None else run_stage
+            extra = {"shards": []} if spec.shards is not None else {}
+            ptr = task.with_options(task_run_name=step.name)(**params, **extra)
+        elif spec.shards is not None:
+            ptr = _sharded(run, step, spec, params)
+        elif spec.gpu and run.cfg.dag.train_work_pool:
+            ptr = _run_on_pool(step.name, key, run.cfg, run.out_dir, run.root, run.store)
+        else:
+            ptr = run_stage.with_options(task_run_name=step.name, refresh_cache=True, **run.retry)(**params)
+    except BaseException as e:
+        logger.error("stage %s FAILED after %.1f s: %s", step.name, time.perf_counter() - t0, e)
+        raise StageFailed(step.name, e) from e
+    done = StageRun(step.label, key, "cached" if cached else "ran", round(time.perf_counter() - t0, 2),
+                    ptr["path"], ptr.get("summary") or {}, ptr["digest"])
+    logger.info("[%d/%d] stage %s: %s in %.1f s -> %s %s", step.index, n_stages, step.label, done.status,
+                done.seconds, ptr["path"], _short(ptr.get("summary")))
+    return done
+
+
+def _sharded(run: _Run, step: Step, spec: StageSpec, params: dict[str, Any]) -> dict:
+    """Shard tasks on the run's task runner (a shard already committed is a cache hit), then the merge."""
+    logger = get_run_logger()
+    assert spec.shards is not None and step.key is not None
+    items = spec.shards.items(local_inputs(run.store, step.inputs), run.cfg)
+    size = shard_size(len(items), run.cfg.dag)
+    parts = shard_items(items, size)
+    logger.info("stage %s: %d items in %d shard(s) of <= %d", step.name, len(items), len(parts), size)
+    runner = run.task_runner()
+    futures = [
+        runner.submit(
+            run_shard.with_options(task_run_name=f"{step.name}[{j + 1}/{len(parts)}]", **run.retry,
+                                   refresh_cache=not run.store.is_complete(shard_stage(step.name),
+                                                                           shard_key(step.key, j, part))),
+            parameters={**params, "index": j, "items": part},
+        )
+        for j, part in enumerate(parts)
+    ]
+    done: list[dict] = []
+    errors: list[Exception] = []
+    t0 = time.perf_counter()
+    for fut in as_completed(futures):
+        try:
+            done.append(fut.result())
+        except Exception as e:  # noqa: BLE001 - collected, raised below
+            errors.append(e)
+        logger.info("stage %s: %d/%d shards done, %d failed (%.0f s)", step.name, len(done), len(parts),
+                    len(errors), time.perf_counter() - t0)
+    if errors:
+        raise errors[0]
+    ordered = sorted(done, key=lambda d: d["index"])
+    return merge_shards.with_options(task_run_name=f"{step.name}-merge", refresh_cache=True, **run.retry)(
+        **params, shards=ordered)
 
 
 def _short(summary: dict | None) -> str:
@@ -283,7 +294,7 @@ def _stage_flow(name: str) -> Any:
     return flow(name=f"dexlite-{name}", log_prints=True)(run)
 
 
-STAGE_FLOWS = {name: _stage_flow(name) for name in topo_order(get_stages())}
+STAGE_FLOWS = {name: _stage_flow(name) for name in get_stages()}
 # Module attributes, so deployments can name them as entrypoints: flows/pipeline.py:train_flow
 objects_flow = STAGE_FLOWS.get("objects")
 stability_flow = STAGE_FLOWS.get("stability")

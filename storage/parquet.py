@@ -7,7 +7,7 @@ schema version) is kept. Every write is atomic: a temp file in the same folder, 
 fsspec URL: a local temp file uploaded in one ``put``).
 
 Paths may be local paths or fsspec URLs. A corrupt or truncated file raises
-:class:`~storage.artifacts.CorruptArtifactError` naming the file.
+:class:`~storage.store.CorruptArtifactError` naming the file.
 
 :func:`read_grasp_table` is the lenient reader of grasp tables from elsewhere (``dexlite evaluate``):
 any Parquet file with ``object_id`` and ``q`` (28 floats, fixed- or variable-length list), its pose
@@ -32,6 +32,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from dexlite_core.atomic import atomic_path
 from dexlite_core.dataset import (
     GRASP_SCHEMA,
     META_EULER,
@@ -41,11 +42,12 @@ from dexlite_core.dataset import (
     SCHEMA_METADATA,
     GraspTableError,
     check_schema,
+    concat_tables,
     conform,
     validate_table,
 )
 from dexlite_core.hand.asset import POSE_DIM, POSE_NAMES, PREFIX, ROOT_NAMES
-from storage.artifacts import CorruptArtifactError, atomic_path
+from storage.store import CorruptArtifactError
 
 PathLike = str | os.PathLike[str]
 ROW_GROUP_ROWS = 65_536
@@ -421,14 +423,6 @@ def iter_batches(
     if n_pending:
         merged = pa.concat_batches(pending) if len(pending) > 1 else pending[0]
         yield merged.replace_schema_metadata(meta)
-
-
-def concat_tables(tables: Iterable[pa.Table]) -> pa.Table:
-    """One grasp table from several (each conformed to the schema; pose orders must agree)."""
-    parts = [conform(t) for t in tables]
-    if not parts:
-        return GRASP_SCHEMA.empty_table()
-    return validate_table(pa.concat_tables(parts))
 
 
 def merge_files(

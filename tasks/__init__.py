@@ -1,1 +1,1 @@
-"""Thin Prefect tasks over `dexlite_core.stages` (`stage_tasks`)."""
+"""Thin Prefect tasks over the stages (`stage_tasks`): each commits one artifact and returns a pointer."""

@@ -1,10 +1,10 @@
-"""Thin Prefect tasks over :mod:`dexlite_core.stages`.
+"""Thin Prefect tasks over the stages (:mod:`stages.table`).
 
-Each task commits one artifact in the :class:`storage.artifacts.ArtifactStore` and returns a small
+Each task commits one artifact in the run's :class:`storage.ArtifactStore` and returns a small
 JSON manifest pointer (stage, key, path, content digest, summary): never a big object in Prefect's
 result store (results are persisted with the JSON serializer).
 
-Caching: the flow computes every stage's content key (``dexlite_core.stages.stage_key``) before it
+Caching: the flow computes every stage's content key (:mod:`dag.walk`) before it
 calls a task, and the task's :class:`ArtifactCache` policy uses that key (not the run id or the
 parameters' pickles): a new run (scheduled or not) with unchanged inputs, config and code is a Prefect
 cache hit ("Cached" in the UI). When the artifact is not committed the flow sets ``refresh_cache``,
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,12 @@ from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
+from dag.codehash import code_hash
+from dag.keys import artifact_digest
+from dag.spec import StageSpec, check_fault, input_stage
 from dexlite_core.config import PipelineConfig
-from dexlite_core.stages import StageSpec, artifact_digest, check_fault, code_hash, get_stages, input_stage
-from storage.artifacts import ArtifactStore, hash_json
+from stages.table import get_stages
+from storage import ArtifactStore, hash_json, open_store
 
 SHARD_SUFFIX = ".shards"
 logging.getLogger("dexlite").setLevel(logging.INFO)  # core progress lines (PREFECT_LOGGING_EXTRA_LOGGERS=dexlite)
@@ -44,35 +46,10 @@ def shard_key(stage_key: str, index: int, items: list[str]) -> str:
     return hash_json({"stage": stage_key, "index": index, "items": items})[:20]
 
 
-def work_dir(store: ArtifactStore, stage: str, key: str) -> Path | None:
-    """Persistent scratch folder of a resumable stage (checkpoints survive a killed run)."""
-    if store.local_root is None:
-        return None
-    return store.local_root / stage / f".work-{key}"
-
-
 def local_inputs(store: ArtifactStore, inputs: dict[str, str]) -> dict[str, Path]:
     """Upstream artifact folders as local paths (``inputs``: input name -> key; a name is a stage, or
-    ``<stage>@previous`` for the previous round's). Remote stores (fsspec URLs) are copied once into
-    a local cache folder."""
-    out = {}
-    for name, key in inputs.items():
-        stage = input_stage(name)
-        if not store.is_complete(stage, key):
-            raise FileNotFoundError(f"upstream artifact {stage}/{key} is not committed in {store.url}")
-        if store.local_root is not None:
-            out[name] = store.local_root / stage / key
-            continue
-        cache = Path(os.environ.get("DEXLITE_CACHE", Path(tempfile.gettempdir()) / "dexlite-cache"))
-        dest = cache / stage / key
-        if not (dest / "_SUCCESS").is_file():
-            tmp = cache / stage / f".tmp-{key}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            store.fs.get(str(store.stage_dir(stage, key)).rstrip("/") + "/", str(tmp), recursive=True)
-            shutil.rmtree(dest, ignore_errors=True)
-            os.replace(tmp, dest)
-        out[name] = dest
-    return out
+    ``<stage>@previous`` for the previous round's); a remote store copies them once into a cache."""
+    return {name: store.local_path(input_stage(name), key) for name, key in inputs.items()}
 
 
 def pointer(store: ArtifactStore, stage: str, key: str, summary: dict | None = None, seconds: float = 0.0) -> dict:
@@ -134,14 +111,14 @@ def _config(config: dict) -> PipelineConfig:
 @task(name="stage", **_TASK_OPTS)
 def run_stage(stage: str, key: str, inputs: dict[str, str], store_root: str, config: dict) -> dict:
     """Run a whole (unsharded) stage into its artifact folder; a committed one is reused."""
-    store = ArtifactStore(store_root)
+    store = open_store(store_root)
     if store.is_complete(stage, key):
         return pointer(store, stage, key)
     spec = _spec(stage)
     cfg = _config(config)
     paths = local_inputs(store, inputs)
     t0 = time.perf_counter()
-    wd = work_dir(store, stage, key) if spec.resumable else None
+    wd = store.work_dir(stage, key) if spec.resumable else None
     check_fault(stage)
     with store.open_stage(stage, key, inputs=inputs, config={s: config[s] for s in spec.config},
                           code=code_hash(spec)) as w:
@@ -163,7 +140,7 @@ def run_shard(stage: str, key: str, index: int, items: list[str], inputs: dict[s
               config: dict) -> dict:
     """One shard of a fanned-out stage (tens to hundreds of objects), committed as its own artifact so
     a killed or failed stage resumes from the shards already done."""
-    store = ArtifactStore(store_root)
+    store = open_store(store_root)
     sstage, skey = shard_stage(stage), shard_key(key, index, items)
     if store.is_complete(sstage, skey):
         return {"stage": sstage, "key": skey, "index": index, "path": str(store.stage_dir(sstage, skey)),
@@ -186,7 +163,7 @@ def run_shard(stage: str, key: str, index: int, items: list[str], inputs: dict[s
 def merge_shards(stage: str, key: str, shards: list[dict], inputs: dict[str, str], store_root: str,
                  config: dict) -> dict:
     """Merge a stage's shard artifacts into the stage artifact, then drop the shards."""
-    store = ArtifactStore(store_root)
+    store = open_store(store_root)
     if store.is_complete(stage, key):
         return pointer(store, stage, key)
     spec = _spec(stage)

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dag.spec import previous
 from dexlite_core import report, validity
 from dexlite_core.config import PipelineConfig
-from dexlite_core.dataset import grasps_to_table
+from dexlite_core.dataset import concat_tables, grasps_to_table
 from dexlite_core.hand.asset import joint_limits
 from dexlite_core.sim.lift import summarise as lift_summarise
-from dexlite_core.stages import previous, stage_dataset
 from dexlite_core.stats import format_rate, rate_entry, wilson_interval
-from storage.parquet import concat_tables, read_grasps, write_grasps
+from stages.dataset import run as stage_dataset
+from storage.parquet import read_grasps, write_grasps
 
 
 def _poses(n: int, seed: int = 0) -> np.ndarray:

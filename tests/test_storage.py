@@ -22,20 +22,20 @@ from dexlite_core.dataset import (
     table_q,
 )
 from dexlite_core.hand.asset import JOINT_NAMES, POSE_NAMES
-from storage.artifacts import (
-    MANIFEST,
-    SUCCESS,
+from storage import (
     ArtifactStore,
     CorruptArtifactError,
+    FsspecStore,
     IncompleteArtifactError,
+    LocalStore,
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
-    code_version,
     content_key,
     hash_bytes,
     hash_file,
     hash_json,
+    open_store,
 )
 from storage.dexgraspnet import (
     DexGraspNetFormatError,
@@ -53,6 +53,7 @@ from storage.parquet import (
     read_grasps,
     write_grasps,
 )
+from storage.store import MANIFEST, SUCCESS
 
 
 def _table(n_per_obj: dict[str, int], seed: int = 0, source: str = "raw") -> pa.Table:
@@ -376,8 +377,6 @@ def test_hash_helpers(tmp_path):
     assert hash_json({"a": 1, "b": [1, 2]}) == hash_json({"b": [1, 2], "a": 1})
     assert hash_json({"a": np.float32(0.5)}) == hash_json({"a": 0.5})
     assert hash_json({"a": 1}) != hash_json({"a": 2})
-    v = code_version()
-    assert v == code_version() and len(v) == 16 and int(v, 16) >= 0
 
 
 def test_content_key_changes_only_with_inputs_config_code():
@@ -391,8 +390,9 @@ def test_content_key_changes_only_with_inputs_config_code():
     assert k != content_key(inputs, cfg, "code2")
     assert k != content_key({"objects": "aa" * 32}, cfg, "code1")
     assert content_key(["x", "y"], cfg, "c") != content_key(["y", "x"], cfg, "c")
-    store = ArtifactStore(f"memory://dexlite-key-{uuid.uuid4().hex}")
-    assert store.key(inputs, cfg) == content_key(inputs, cfg, code_version())
+    store = open_store(f"memory://dexlite-key-{uuid.uuid4().hex}")
+    with pytest.raises(TypeError):  # the store cannot know the code version: the caller passes the key
+        store.open_stage("raw", inputs=inputs, config=cfg)  # type: ignore[call-arg]
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
@@ -424,11 +424,11 @@ def _fill(w, payload: bytes = b"hello") -> None:
 
 
 def test_stage_commit_manifest_and_list(tmp_path):
-    store = ArtifactStore(tmp_path / "art")
+    store = open_store(tmp_path / "art")
     inputs, cfg = {"objects": "ab" * 32}, {"steps": 10}
-    key = store.key(inputs, cfg)
+    key = content_key(inputs, cfg, "code1")
     assert not store.is_complete("raw", key) and store.list("raw") == []
-    with store.open_stage("raw", key, inputs=inputs, config=cfg) as w:
+    with store.open_stage("raw", key, inputs=inputs, config=cfg, code="code1") as w:
         assert w.path.name.startswith(f".tmp-{key}-") and w.path.parent == tmp_path / "art" / "raw"
         _fill(w)
         assert not store.is_complete("raw", key)
@@ -436,7 +436,7 @@ def test_stage_commit_manifest_and_list(tmp_path):
     assert store.is_complete("raw", key) and store.list("raw") == [key] and store.stages() == ["raw"]
     man = store.verify("raw", key)
     assert man["stage"] == "raw" and man["key"] == key and man["inputs"] == inputs
-    assert man["config"] == cfg and man["code_version"] == code_version() and man["created"]
+    assert man["config"] == cfg and man["code_version"] == "code1" and man["created"]
     assert set(man["files"]) == {"a.bin", "sub/info.json", "grasps.parquet"}
     assert man["files"]["a.bin"] == {"sha256": hash_bytes(b"hello"), "size": 5}
     assert read_grasps(store.stage_dir("raw", key) / "grasps.parquet").num_rows == 3
@@ -457,7 +457,7 @@ def test_stage_commit_manifest_and_list(tmp_path):
 
 
 def test_stage_exception_and_leftover_temp_never_complete(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = open_store(tmp_path)
     key = "k" * 20
     with pytest.raises(RuntimeError, match="crash"):
         with store.open_stage("postopt", key) as w:
@@ -488,7 +488,7 @@ def test_stage_exception_and_leftover_temp_never_complete(tmp_path):
 
 
 def test_verify_detects_modified_truncated_missing_extra(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = open_store(tmp_path)
     with store.open_stage("raw", "key1") as w:
         _fill(w, payload=b"0123456789" * 100)
     assert store.problems("raw", "key1") == []
@@ -512,8 +512,8 @@ def test_verify_detects_modified_truncated_missing_extra(tmp_path):
 
 def test_memory_fsspec_store_and_parquet():
     root = f"memory://dexlite-test-{uuid.uuid4().hex}"
-    store = ArtifactStore(root)
-    assert not store.is_local and store.list("raw") == []
+    store = open_store(root)
+    assert isinstance(store, FsspecStore) and store.list("raw") == []
     with pytest.raises(RuntimeError, match="boom"):
         with store.open_stage("raw", "key1") as w:
             w.write_bytes("a.bin", b"a")
@@ -543,6 +543,60 @@ def test_memory_fsspec_store_and_parquet():
     fs.pipe_file(f"{root}/raw/key2/a.bin".removeprefix("memory://"), b"a")
     assert store.list("raw") == ["key1"]
     assert len(store.clean_incomplete()) == 1 and not fs.exists(f"{root}/raw/key2".removeprefix("memory://"))
+
+
+def test_open_store_picks_the_implementation(tmp_path):
+    local = open_store(tmp_path / "art")
+    assert isinstance(local, LocalStore) and isinstance(local, ArtifactStore)
+    assert local.root == tmp_path / "art" and local.url == str(tmp_path / "art")
+    as_url = open_store(f"file://{tmp_path}/art2")
+    assert isinstance(as_url, LocalStore) and as_url.root == tmp_path / "art2"
+    mem = open_store(f"memory://dexlite-open-{uuid.uuid4().hex}")
+    assert isinstance(mem, FsspecStore) and mem.url.startswith("memory://")
+    assert repr(mem) == f"FsspecStore({mem.url!r})"
+
+
+def test_local_path_and_work_dir_local(tmp_path):
+    store = open_store(tmp_path)
+    with store.open_stage("raw", "key1") as w:
+        w.write_bytes("a.bin", b"a")
+    assert store.local_path("raw", "key1") == tmp_path / "raw" / "key1" == store.stage_dir("raw", "key1")
+    with pytest.raises(IncompleteArtifactError, match="key2"):
+        store.local_path("raw", "key2")
+    wd = store.work_dir("train", "key1")
+    assert wd == tmp_path / "train" / ".work-key1" and not wd.exists()
+    wd.mkdir(parents=True)  # scratch is never listed nor cleaned as incomplete
+    assert store.list("train") == [] and store.clean_incomplete() == [] and wd.is_dir()
+    with pytest.raises(ValueError, match="invalid key"):
+        store.work_dir("train", "../x")
+
+
+def test_local_path_of_fsspec_store_downloads_once(tmp_path, monkeypatch):
+    store = open_store(f"memory://dexlite-cache-{uuid.uuid4().hex}")
+    assert isinstance(store, FsspecStore) and store.work_dir("train", "key1") is None
+    monkeypatch.setenv("DEXLITE_CACHE", str(tmp_path / "cache"))
+    with store.open_stage("raw", "key1") as w:
+        _fill(w)
+    gets = []
+    real_get = store.fs.get
+    monkeypatch.setattr(store.fs, "get", lambda *a, **k: (gets.append(a), real_get(*a, **k))[1])
+    local = store.local_path("raw", "key1")
+    assert local == tmp_path / "cache" / "raw" / "key1" and len(gets) == 1
+    assert (local / "a.bin").read_bytes() == b"hello" and (local / SUCCESS).is_file()
+    assert read_grasps(local / "grasps.parquet").num_rows == 3
+    assert json.loads((local / "sub" / "info.json").read_text()) == {"n": 3}
+    assert sorted(p.name for p in local.parent.iterdir()) == ["key1"]  # temp download renamed away
+    mtime = local.stat().st_mtime_ns
+    assert store.local_path("raw", "key1") == local and len(gets) == 1  # cached: no second download
+    assert local.stat().st_mtime_ns == mtime
+    # an uploaded-but-unmarked folder is not committed: nothing downloaded
+    fsspec.filesystem("memory").pipe_file(f"{store.url}/raw/key2/a.bin".removeprefix("memory://"), b"a")
+    with pytest.raises(IncompleteArtifactError, match="key2"):
+        store.local_path("raw", "key2")
+    assert len(gets) == 1 and not (tmp_path / "cache" / "raw" / "key2").exists()
+    # an explicit cache folder wins over the environment
+    other = FsspecStore(store.url, cache_dir=tmp_path / "other")
+    assert other.local_path("raw", "key1") == tmp_path / "other" / "raw" / "key1"
 
 
 # ------------------------------------------------------------------------------ DexGraspNet

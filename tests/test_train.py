@@ -55,12 +55,10 @@ def test_validation_objects_are_never_training_objects():
 
 
 def test_validation_split_ignores_every_seed(monkeypatch, tmp_path):
-    """The train stage splits by object id alone: train.seed 0 and 1 give the same validation
-    objects, and they are the ones the former seed-0 split chose (so default runs are unchanged)."""
+    """Training splits by object id alone: train.seed 0 and 1 give the same validation objects, and
+    they are the ones the former seed-0 split chose (so default runs are unchanged)."""
     import pyarrow as pa
 
-    import storage.parquet
-    from dexlite_core import stages
     from dexlite_core import train as train_mod
     from dexlite_core.config import PipelineConfig
 
@@ -75,15 +73,15 @@ def test_validation_split_ignores_every_seed(monkeypatch, tmp_path):
 
     def recording_split(*args, **kwargs):
         seen.append(real_split(*args, **kwargs))
-        raise Stop  # the split is all this test needs from the stage
+        raise Stop  # the split is all this test needs from training
 
     real_split = train_mod.split_objects
     monkeypatch.setattr(train_mod, "split_objects", recording_split)
-    monkeypatch.setattr(storage.parquet, "read_grasps", lambda *a, **k: pa.table({"object_id": ids[::-1] * 2}))
+    table = pa.table({"object_id": ids[::-1] * 2})
     for seed in (0, 1):
         cfg = PipelineConfig.from_dict({"train": {"seed": seed, "val_fraction": 0.2}, "dag": {"device": "cpu"}})
         with pytest.raises(Stop):
-            stages._train_core({"dataset": tmp_path}, tmp_path, cfg, tmp_path)
+            train_mod.fit(table, tmp_path, cfg.train, cfg.energy, "cpu", tmp_path)
     assert seen == [{"obj02", "obj03", "obj06", "obj07", "obj09"}] * 2
 
 

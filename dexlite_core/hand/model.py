@@ -125,10 +125,12 @@ def _box_surface(half: np.ndarray, spacing: float) -> np.ndarray:
     return np.unique(np.round(np.concatenate(pts), 9), axis=0)
 
 
-@functools.lru_cache(maxsize=4)
-def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
-    """Read collision primitives from the MJCF and derive candidates, surface points, keypoints."""
-    m = hand_model()
+_Capsule = tuple[int, np.ndarray, np.ndarray, float]  # (link index, segment start, segment end, radius)
+_Box = tuple[int, np.ndarray, np.ndarray, np.ndarray]  # (link index, centre, box->link rotation, half-extents)
+
+
+def _collision_primitives(m: mujoco.MjModel) -> tuple[list[str], list[_Capsule], list[_Box]]:
+    """The MJCF's collision capsules and boxes in their link's frame, and the links that carry them."""
     link_names: list[str] = []
     caps, boxes = [], []
     for g in range(m.ngeom):
@@ -145,11 +147,18 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
             caps.append((li, pos - h * rot[:, 2], pos + h * rot[:, 2], r))
         elif int(geom.type[0]) == mujoco.mjtGeom.mjGEOM_BOX:
             boxes.append((li, pos, rot, np.asarray(geom.size, dtype=np.float64)))
-    for link in CONTACT_LINKS + tuple(k for k, _ in KEYPOINTS):
+    return link_names, caps, boxes
+
+
+def _add_links(link_names: list[str], links: tuple[str, ...]) -> None:
+    """Append (in place, once each) the links that points refer to but no collision geom carries."""
+    for link in links:
         if link not in link_names:
             link_names.append(link)
 
-    # contact candidates: 5 axial stations x 2 angles (+-30 deg about the palmar direction)
+
+def _capsule_candidates(link_names: list[str], caps: list[_Capsule]) -> tuple[list, list, list]:
+    """Contact candidates on the finger links: 5 axial stations x 2 angles (+-30 deg about palmar)."""
     cand_link, cand_pos, cand_normal = [], [], []
     for li, a, b, r in caps:
         link = link_names[li]
@@ -165,6 +174,12 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
                 cand_link.append(li)
                 cand_pos.append(a + s * (b - a) + r * n)
                 cand_normal.append(n)
+    return cand_link, cand_pos, cand_normal
+
+
+def _palm_candidates(link_names: list[str], boxes: list[_Box]) -> tuple[list, list, list]:
+    """Contact candidates on the main palm box's palmar face: a 4 x 3 grid."""
+    cand_link, cand_pos, cand_normal = [], [], []
     for li, centre, rot, half in boxes:
         if link_names[li] != f"{PREFIX}palm" or half[0] < 0.02:
             continue  # only the main palm box carries candidates
@@ -173,29 +188,48 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
                 cand_link.append(li)
                 cand_pos.append(centre + rot @ np.array([x, -half[1], z]))
                 cand_normal.append(rot @ np.array([0.0, -1.0, 0.0]))
+    return cand_link, cand_pos, cand_normal
 
+
+def _contact_candidates(link_names: list[str], caps: list[_Capsule], boxes: list[_Box]) -> tuple[list, list, list]:
+    """All contact candidates (link, position, outward normal), grouped by link."""
+    fl, fp, fn = _capsule_candidates(link_names, caps)
+    pl, pp, pn = _palm_candidates(link_names, boxes)
+    cand_link, cand_pos, cand_normal = fl + pl, fp + pp, fn + pn
     order = np.argsort(cand_link, kind="stable")  # group by link (see LinkPoints)
     cand_link = [cand_link[i] for i in order]
     cand_pos = [cand_pos[i] for i in order]
     cand_normal = [cand_normal[i] for i in order]
+    return cand_link, cand_pos, cand_normal
 
+
+def _surface_points(caps: list[_Capsule], boxes: list[_Box], spacing: float) -> tuple[list, list]:
+    """Even samples of every capsule and box surface: (link per point, list of `(n, 3)` blocks)."""
     surf_link, surf_pos = [], []
     for li, a, b, r in caps:
-        p = _capsule_surface(a, b, r, surface_spacing)
+        p = _capsule_surface(a, b, r, spacing)
         surf_link += [li] * len(p)
         surf_pos.append(p)
     for li, centre, rot, half in boxes:
-        p = _box_surface(half, surface_spacing) @ rot.T + centre
+        p = _box_surface(half, spacing) @ rot.T + centre
         surf_link += [li] * len(p)
         surf_pos.append(p)
+    return surf_link, surf_pos
 
-    # sphere cover: spheres on each capsule's axis (spacing r/2) and on each box's mid-plane
-    # (radius = half the thinnest extent); a sphere overlaps the object iff phi(centre) < r
+
+def _capsule_spheres(caps: list[_Capsule]) -> tuple[list, list, list]:
+    """Spheres of each capsule's radius along its axis, spaced r/2: (link, centre, radius)."""
     sph_link, sph_pos, sph_r = [], [], []
     for li, a, b, r in caps:
         k = int(np.ceil(np.linalg.norm(b - a) / (0.5 * r))) + 1
         for s in np.linspace(0, 1, k):
             sph_link.append(li), sph_pos.append(a + s * (b - a)), sph_r.append(r)
+    return sph_link, sph_pos, sph_r
+
+
+def _box_spheres(boxes: list[_Box]) -> tuple[list, list, list]:
+    """Spheres over each box's mid-plane, radius half its thinnest extent: (link, centre, radius)."""
+    sph_link, sph_pos, sph_r = [], [], []
     for li, centre, rot, half in boxes:
         thin = int(np.argmin(half))
         r = float(half[thin])
@@ -207,7 +241,27 @@ def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
                 local = np.zeros(3)
                 local[o1], local[o2] = x, y
                 sph_link.append(li), sph_pos.append(centre + rot @ local), sph_r.append(r)
+    return sph_link, sph_pos, sph_r
 
+
+def _sphere_cover(caps: list[_Capsule], boxes: list[_Box]) -> tuple[list, list, list]:
+    """Sphere cover of the collision model (link, centre, radius): capsule spheres, then box spheres.
+
+    A sphere overlaps the object iff phi(centre) < r.
+    """
+    cl, cp, cr = _capsule_spheres(caps)
+    bl, bp, br = _box_spheres(boxes)
+    return cl + bl, cp + bp, cr + br
+
+
+@functools.lru_cache(maxsize=4)
+def hand_geometry(surface_spacing: float = 0.009) -> HandGeometry:
+    """Read collision primitives from the MJCF and derive candidates, surface points, keypoints."""
+    link_names, caps, boxes = _collision_primitives(hand_model())
+    _add_links(link_names, CONTACT_LINKS + tuple(k for k, _ in KEYPOINTS))
+    cand_link, cand_pos, cand_normal = _contact_candidates(link_names, caps, boxes)
+    surf_link, surf_pos = _surface_points(caps, boxes, surface_spacing)
+    sph_link, sph_pos, sph_r = _sphere_cover(caps, boxes)
     kp_link = [link_names.index(link) for link, _ in KEYPOINTS]
     kp_pos = [np.array([0.0, 0.0, z]) for _, z in KEYPOINTS]
     return HandGeometry(

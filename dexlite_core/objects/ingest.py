@@ -40,7 +40,7 @@ from dexlite_core.objects.asset import (
     load_object,
 )
 from dexlite_core.objects.decompose import decompose
-from dexlite_core.objects.repair import normalize_mesh, repair_mesh
+from dexlite_core.objects.repair import Bodies, normalize_mesh, repair_mesh
 from dexlite_core.objects.sdf import SDFGrid, compute_sdf
 from dexlite_core.objects.source import MeshError, ObjectSource, as_source, read_source, slugify
 
@@ -148,57 +148,147 @@ def ingest_mesh(source: SourceLike, out_root: str | Path, cfg: ObjectConfig | No
 def _build(
     src: ObjectSource, data: bytes, raw: trimesh.Trimesh, object_id: str, cfg: ObjectConfig, out: Path
 ) -> None:
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
+    """Run every ingest step on `raw` and write the object's files, ``_SUCCESS`` last, into `out`."""
+    clock = _Stopwatch()
+    mesh, bodies, norm, repair_info = _repaired_mesh(raw, src.label, cfg)
+    clock.lap("repair")
 
-    def lap(key: str) -> None:
-        nonlocal t
+    sdf = compute_sdf(mesh, cfg.sdf_resolution, cfg.sdf_padding, seed=cfg.seed)
+    values, lo, hi, _ = sdf
+    grid = SDFGrid(values, lo, hi)
+    clock.lap("sdf")
+
+    points, normals = _object_points(mesh, bodies, grid, cfg, repair_info)
+    clock.lap("points")
+
+    warnings = _sdf_warnings(values)
+    parts, convex_info = _convex_parts(mesh, bodies, cfg, repair_info)
+    clock.lap("convex")
+
+    meta = _object_meta(
+        src,
+        data,
+        object_id,
+        cfg,
+        mesh,
+        n_points=len(points),
+        n_parts=len(parts),
+        sdf=sdf,
+        norm=norm,
+        repair_info=repair_info,
+        convex_info=convex_info,
+        warnings=warnings,
+        timings=clock.timings,
+    )
+    _write_geometry(out, mesh, points, normals, values, parts)
+    clock.lap("write")
+    meta["timings"] = clock.timings
+    (out / META).write_text(json.dumps(meta, indent=2, default=_json_default))
+    (out / SUCCESS).write_text(object_id + "\n")
+
+
+class _Stopwatch:
+    """Wall time of each ingest step, rounded to ms (the meta's ``timings``)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, key: str) -> None:
+        """Record the time since the previous lap (or the start) under `key`."""
         now = time.perf_counter()
-        timings[key] = round(now - t, 3)
-        t = now
+        self.timings[key] = round(now - self._t, 3)
+        self._t = now
 
-    label = src.label
-    # Seams of overlapping bodies are resolved to about a voxel (in the source's units).
+
+def _seam_edge(raw: trimesh.Trimesh, cfg: ObjectConfig) -> float | None:
+    """Longest edge for resolving seams of overlapping bodies: about one SDF voxel, in source units."""
     rel_voxel = (1.0 + 2.0 * cfg.sdf_padding / cfg.size) / max(cfg.sdf_resolution - 1, 1)
     ext = float(np.ptp(np.asarray(raw.vertices), axis=0).max()) if len(raw.vertices) else 0.0
-    max_edge = rel_voxel * ext if np.isfinite(ext) and ext > 0 else None
-    mesh, bodies, repair_info = repair_mesh(raw, label, max_edge=max_edge)
+    return rel_voxel * ext if np.isfinite(ext) and ext > 0 else None
+
+
+def _repaired_mesh(
+    raw: trimesh.Trimesh, label: str, cfg: ObjectConfig
+) -> tuple[trimesh.Trimesh, Bodies, dict[str, Any], dict[str, Any]]:
+    """Repair `raw` and normalise it to ``cfg.size``; returns (mesh, bodies, normalisation, repair info)."""
+    mesh, bodies, repair_info = repair_mesh(raw, label, max_edge=_seam_edge(raw, cfg))
     mesh, norm = normalize_mesh(mesh, cfg.size)
     bodies = bodies.transformed(np.asarray(norm["center"]), norm["scale"])
-    lap("repair")
+    return mesh, bodies, norm, repair_info
 
-    values, lo, hi, sdf_info = compute_sdf(mesh, cfg.sdf_resolution, cfg.sdf_padding, seed=cfg.seed)
-    grid = SDFGrid(values, lo, hi)
-    lap("sdf")
 
-    keep = None
+def _seam_filter(
+    mesh: trimesh.Trimesh, bodies: Bodies, cfg: ObjectConfig
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """For overlapping bodies, a `keep` mask dropping candidate points inside another body; else None."""
     face_body = bodies.face_body
-    if face_body is not None and len(bodies.closed) > 1:
-        # Overlapping bodies: drop candidate points inside another body (remnants at the seams).
-        delta = 1e-3 * cfg.size
+    if face_body is None or len(bodies.closed) <= 1:
+        return None
+    delta = 1e-3 * cfg.size
 
-        def keep(p: np.ndarray, fi: np.ndarray) -> np.ndarray:
-            return ~bodies.inside_other(p + delta * mesh.face_normals[fi], face_body[fi])
+    def keep(p: np.ndarray, fi: np.ndarray) -> np.ndarray:
+        return ~bodies.inside_other(p + delta * mesh.face_normals[fi], face_body[fi])
 
+    return keep
+
+
+def _flip_normals_to_sdf(grid: SDFGrid, points: np.ndarray, normals: np.ndarray) -> int:
+    """Flip, in place, point normals opposing the SDF normal (open meshes); returns how many."""
+    with torch.no_grad():
+        _, n_sdf = grid.query(torch.from_numpy(points))
+    flip = (n_sdf.numpy() * normals).sum(-1) < -0.5
+    normals[flip] *= -1.0
+    return int(flip.sum())
+
+
+def _object_points(
+    mesh: trimesh.Trimesh, bodies: Bodies, grid: SDFGrid, cfg: ObjectConfig, repair_info: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The object's surface points and outward normals `(n_points, 3)` float32 (notes flips in `repair_info`)."""
+    keep = _seam_filter(mesh, bodies, cfg)
     points, normals = sample_surface_points(mesh, cfg.n_points, seed=cfg.seed, keep=keep)
     if not mesh.is_watertight:
-        with torch.no_grad():
-            _, n_sdf = grid.query(torch.from_numpy(points))
-        flip = (n_sdf.numpy() * normals).sum(-1) < -0.5
-        normals[flip] *= -1.0
-        repair_info["point_normals_flipped"] = int(flip.sum())
-    lap("points")
+        repair_info["point_normals_flipped"] = _flip_normals_to_sdf(grid, points, normals)
+    return points, normals
 
+
+def _sdf_warnings(values: np.ndarray) -> list[str]:
+    """Warnings about the SDF grid for the meta (an object thinner than a voxel)."""
     warnings = []
     if not (values < 0).any():
         warnings.append("no SDF grid point inside the object: thinner than a voxel")
+    return warnings
 
+
+def _convex_parts(
+    mesh: trimesh.Trimesh, bodies: Bodies, cfg: ObjectConfig, repair_info: dict[str, Any]
+) -> tuple[list[trimesh.Trimesh], dict[str, Any]]:
+    """Convex decomposition; a union of closed bodies only is decomposed body by body."""
     all_closed = len(bodies.closed) > 1 and len(bodies.closed) == repair_info["bodies"]
-    parts, convex_info = decompose(mesh, cfg, bodies=bodies.closed if all_closed else None)
-    lap("convex")
+    return decompose(mesh, cfg, bodies=bodies.closed if all_closed else None)
 
+
+def _object_meta(
+    src: ObjectSource,
+    data: bytes,
+    object_id: str,
+    cfg: ObjectConfig,
+    mesh: trimesh.Trimesh,
+    *,
+    n_points: int,
+    n_parts: int,
+    sdf: tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]],
+    norm: dict[str, Any],
+    repair_info: dict[str, Any],
+    convex_info: dict[str, Any],
+    warnings: list[str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The object's ``meta.json`` content (docs/CONTRACTS.md "Object folder"); `sdf`: compute_sdf's result."""
+    values, lo, hi, sdf_info = sdf
     volume, center_mass, vol_method = _mass_properties(mesh, values, lo, hi)
-    meta = {
+    return {
         "object_id": object_id,
         "name": src.name,
         "source": src.describe(),
@@ -209,8 +299,8 @@ def _build(
         "volume_method": vol_method,
         "center_mass": center_mass,
         "watertight": bool(mesh.is_watertight),
-        "n_parts": len(parts),
-        "n_points": int(len(points)),
+        "n_parts": n_parts,
+        "n_points": int(n_points),
         "n_vertices": int(len(mesh.vertices)),
         "n_faces": int(len(mesh.faces)),
         "sdf": {
@@ -227,6 +317,17 @@ def _build(
         "timings": timings,
         "format_version": FORMAT_VERSION,
     }
+
+
+def _write_geometry(
+    out: Path,
+    mesh: trimesh.Trimesh,
+    points: np.ndarray,
+    normals: np.ndarray,
+    values: np.ndarray,
+    parts: list[trimesh.Trimesh],
+) -> None:
+    """Write the mesh, point cloud, normals, SDF grid and convex parts into the folder `out`."""
     mesh.export(
         out / MESH, file_type="obj", include_normals=False, include_color=False, include_texture=False
     )
@@ -236,10 +337,6 @@ def _build(
     (out / CONVEX_DIR).mkdir()
     for i, part in enumerate(parts):
         part.export(out / CONVEX_DIR / f"part_{i:03d}.obj", file_type="obj", include_normals=False)
-    lap("write")
-    meta["timings"] = timings
-    (out / META).write_text(json.dumps(meta, indent=2, default=_json_default))
-    (out / SUCCESS).write_text(object_id + "\n")
 
 
 def _mass_properties(

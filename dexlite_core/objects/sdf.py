@@ -257,78 +257,140 @@ def compute_sdf(
     votes and leaky components / on the near-surface points of open meshes.
     """
     t0 = time.perf_counter()
-    r = int(resolution)
-    if r < 2:
-        raise ValueError(f"sdf resolution must be >= 2, got {r}")
-    lo = mesh.bounds[0] - padding
-    hi = mesh.bounds[1] + padding
-    step = (hi - lo) / (r - 1)
+    r, lo, hi, step = _grid_box(mesh, resolution, padding)
     h_max = float(step.max())
     pts = grid_points(lo, step, (r, r, r))
     udf, face, closest, region = grid_unsigned_distance(mesh, lo, step, (r, r, r))
     t_udf = time.perf_counter() - t0
 
-    sign = np.ones(len(pts))
     bulk = udf > 0.5 * h_max * (1.0 + 1e-6)
     shell = np.flatnonzero(~bulk)
-    tri = mesh.triangles
-    # Closed meshes: the pseudo-normal is exact. Open ones (holes, seams of overlapping bodies):
-    # the winding number, when affordable.
-    shell_winding = not mesh.is_watertight and len(shell) * len(tri) <= shell_budget
-    if shell_winding:
-        sign[shell] = np.where(winding_number(pts[shell], tri) > 0.5, -1.0, 1.0)
-    else:
-        sign[shell] = _pseudo_normal_sign(mesh, pts[shell], face[shell], closest[shell], region[shell])
-
-    # Components of the bulk: two face-adjacent bulk points have udf sum > voxel edge, so the
-    # surface cannot pass between them and the winding number is continuous along the link.
-    labels, n_comp = ndimage.label(bulk.reshape(r, r, r))
-    labels = labels.ravel()
-    rng = np.random.default_rng(seed)
-    order = np.argsort(labels, kind="stable")
-    counts = np.bincount(labels, minlength=n_comp + 1)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    m_vote = int(np.clip(winding_budget / 4 / max(len(tri), 1) / max(n_comp, 1), 3, 64))
-    vote_idx, vote_comp = [], []
-    for c in range(1, n_comp + 1):
-        members = order[starts[c] : starts[c + 1]]
-        pick = members if len(members) <= m_vote else rng.choice(members, m_vote, replace=False)
-        vote_idx.append(pick)
-        vote_comp.append(np.full(len(pick), c))
-    leaky: list[int] = []
-    if n_comp:
-        vi = np.concatenate(vote_idx)
-        vc = np.concatenate(vote_comp)
-        inside_vote = winding_number(pts[vi], tri) > 0.5
-        n_in = np.bincount(vc, weights=inside_vote, minlength=n_comp + 1)
-        n_all = np.bincount(vc, minlength=n_comp + 1)
-        comp_sign = np.where(n_in > 0.5 * n_all, -1.0, 1.0)
-        unanimous = (n_in == 0) | (n_in == n_all)
-        sign[bulk] = comp_sign[labels[bulk]]
-        leaky = [c for c in range(1, n_comp + 1) if not unanimous[c]]
-    ijk = np.stack(np.unravel_index(np.arange(len(pts)), (r, r, r)), axis=-1)
-    for c in leaky:
-        members = order[starts[c] : starts[c + 1]]
-        cap = max(64, int(winding_budget / max(len(tri), 1)))
-        stride = 1
-        while len(members) / stride**3 > cap:
-            stride += 1
-        sub = members[np.all(ijk[members] % stride == 0, axis=1)] if stride > 1 else members
-        if len(sub) > cap or len(sub) == 0:
-            sub = rng.choice(members, min(cap, len(members)), replace=False)
-        w = winding_number(pts[sub], tri)
-        _, nn = cKDTree(ijk[sub]).query(ijk[members], k=1)
-        sign[members] = np.where(w[nn] > 0.5, -1.0, 1.0)
+    shell_sign, shell_winding = _shell_sign(mesh, pts, shell, face, closest, region, shell_budget)
+    sign = np.ones(len(pts))
+    sign[shell] = shell_sign
+    n_comp, n_leaky = _sign_bulk(mesh.triangles, pts, bulk, r, seed, winding_budget, sign)
 
     values = (sign * udf).reshape(r, r, r).astype(np.float32)
     info = {
         "components": int(n_comp),
-        "leaky_components": len(leaky),
+        "leaky_components": n_leaky,
         "shell_sign": "winding" if shell_winding else "pseudo-normal",
         "seconds_udf": round(t_udf, 3),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return values, lo.astype(np.float64), hi.astype(np.float64), info
+
+
+def _grid_box(mesh: trimesh.Trimesh, resolution: int, padding: float) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The validated resolution R, the grid's corners lo, hi `(3,)` and its voxel size `(3,)`."""
+    r = int(resolution)
+    if r < 2:
+        raise ValueError(f"sdf resolution must be >= 2, got {r}")
+    lo = mesh.bounds[0] - padding
+    hi = mesh.bounds[1] + padding
+    return r, lo, hi, (hi - lo) / (r - 1)
+
+
+def _shell_sign(
+    mesh: trimesh.Trimesh,
+    pts: np.ndarray,
+    shell: np.ndarray,
+    face: np.ndarray,
+    closest: np.ndarray,
+    region: np.ndarray,
+    shell_budget: float,
+) -> tuple[np.ndarray, bool]:
+    """Sign of the near-surface grid points `shell (S,)` -> (`(S,)` +-1, whether by winding number)."""
+    tri = mesh.triangles
+    # Closed meshes: the pseudo-normal is exact. Open ones (holes, seams of overlapping bodies):
+    # the winding number, when affordable.
+    if not mesh.is_watertight and len(shell) * len(tri) <= shell_budget:
+        return np.where(winding_number(pts[shell], tri) > 0.5, -1.0, 1.0), True
+    return _pseudo_normal_sign(mesh, pts[shell], face[shell], closest[shell], region[shell]), False
+
+
+def _sign_bulk(
+    tri: np.ndarray,
+    pts: np.ndarray,
+    bulk: np.ndarray,
+    r: int,
+    seed: int,
+    winding_budget: float,
+    sign: np.ndarray,
+) -> tuple[int, int]:
+    """Write the sign of the bulk points into `sign (N,)` by components; returns (components, leaky ones)."""
+    labels, members = _bulk_components(bulk, r)
+    n_comp = len(members) - 1
+    rng = np.random.default_rng(seed)
+    leaky: list[int] = []
+    if n_comp:
+        comp_sign, unanimous = _component_votes(pts, tri, members, winding_budget, rng)
+        sign[bulk] = comp_sign[labels[bulk]]
+        leaky = [c for c in range(1, n_comp + 1) if not unanimous[c]]
+    ijk = np.stack(np.unravel_index(np.arange(len(pts)), (r, r, r)), axis=-1)
+    for c in leaky:
+        sign[members[c]] = _leaky_sign(pts, tri, ijk, members[c], winding_budget, rng)
+    return n_comp, len(leaky)
+
+
+def _bulk_components(bulk: np.ndarray, r: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Connected components of the bulk -> (label per grid point `(N,)`, grid indices of each label).
+
+    Two face-adjacent bulk points have udf sum > voxel edge, so the surface cannot pass between
+    them and the winding number is continuous along the link. Label 0 is the shell.
+    """
+    labels, n_comp = ndimage.label(bulk.reshape(r, r, r))
+    labels = labels.ravel()
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=n_comp + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return labels, [order[starts[c] : starts[c + 1]] for c in range(n_comp + 1)]
+
+
+def _component_votes(
+    pts: np.ndarray, tri: np.ndarray, members: list[np.ndarray], winding_budget: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Winding-number vote at a few points of each component -> (sign, unanimous), each per label."""
+    n_comp = len(members) - 1
+    m_vote = int(np.clip(winding_budget / 4 / max(len(tri), 1) / max(n_comp, 1), 3, 64))
+    vote_idx, vote_comp = [], []
+    for c in range(1, n_comp + 1):
+        pick = members[c] if len(members[c]) <= m_vote else rng.choice(members[c], m_vote, replace=False)
+        vote_idx.append(pick)
+        vote_comp.append(np.full(len(pick), c))
+    vi = np.concatenate(vote_idx)
+    vc = np.concatenate(vote_comp)
+    inside_vote = winding_number(pts[vi], tri) > 0.5
+    n_in = np.bincount(vc, weights=inside_vote, minlength=n_comp + 1)
+    n_all = np.bincount(vc, minlength=n_comp + 1)
+    return np.where(n_in > 0.5 * n_all, -1.0, 1.0), (n_in == 0) | (n_in == n_all)
+
+
+def _leaky_sign(
+    pts: np.ndarray,
+    tri: np.ndarray,
+    ijk: np.ndarray,
+    members: np.ndarray,
+    winding_budget: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Sign `(M,)` of a leaky component's points: the winding number of their nearest sub-grid point."""
+    cap = max(64, int(winding_budget / max(len(tri), 1)))
+    sub = _winding_subset(ijk, members, cap, rng)
+    w = winding_number(pts[sub], tri)
+    _, nn = cKDTree(ijk[sub]).query(ijk[members], k=1)
+    return np.where(w[nn] > 0.5, -1.0, 1.0)
+
+
+def _winding_subset(ijk: np.ndarray, members: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """At most `cap` of `members` to evaluate: the coarsest regular sub-grid that fits, else random."""
+    stride = 1
+    while len(members) / stride**3 > cap:
+        stride += 1
+    sub = members[np.all(ijk[members] % stride == 0, axis=1)] if stride > 1 else members
+    if len(sub) > cap or len(sub) == 0:
+        sub = rng.choice(members, min(cap, len(members)), replace=False)
+    return sub
 
 
 class SDFGrid(torch.nn.Module):

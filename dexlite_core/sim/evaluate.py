@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow as pa
+
 from dexlite_core import report, validity
 from dexlite_core.config import PipelineConfig
 from dexlite_core.sim import dexgraspbench, lift
@@ -85,3 +88,24 @@ def summarise(df: pd.DataFrame, protocols: Sequence[str], max_penetration: float
         out["per_object"] = {str(o): validity.rate_table(g, protocols, max_penetration)
                              for o, g in df.groupby("object_id", sort=True)}
     return out
+
+
+def evaluate_table(table: pa.Table, objects_root: str | Path, cfg: PipelineConfig,
+                   protocols: Sequence[str] = ("lift",), workers: int = 1) -> tuple[pa.Table, dict[str, Any]]:
+    """:func:`evaluate_grasps` of a grasp table (docs/CONTRACTS.md), returned as the same table with
+    the result columns the grasp schema holds filled in, and the summary."""
+    if table.num_rows == 0:
+        return table, {"n": 0}
+    df, summary = evaluate_grasps(table, objects_root, cfg, workers, protocols)
+    if len(df) != table.num_rows:
+        raise RuntimeError(f"evaluate_grasps returned {len(df)} rows for {table.num_rows} grasps")
+    for col in df.columns:
+        i = table.schema.get_field_index(col)
+        if col == "object_id" or i < 0:
+            continue
+        values = df[col].to_numpy()
+        if values.dtype == object:
+            values = np.asarray([None if v is None else v for v in values], dtype=object)
+        field = table.schema.field(col)
+        table = table.set_column(i, field, pa.array(values, type=field.type, from_pandas=True))
+    return table, dict(summary)

@@ -1,0 +1,88 @@
+"""What every stage module shares: reading upstream artifacts, writing JSON atomically, merging shard
+grasp files, the torch device. I/O only; the stages' domain logic lives in ``dexlite_core``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dag.spec import Inputs
+from dexlite_core.atomic import atomic_write_json
+from dexlite_core.config import PipelineConfig
+
+log = logging.getLogger("dexlite.stages")
+GRASPS = "grasps.parquet"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_json(path, obj)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of an upstream artifact; errors name the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: missing (upstream artifact incomplete?)") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from e
+
+
+def objects_root(inputs: Inputs) -> Path:
+    """The folder of object folders of the ``objects`` artifact."""
+    return inputs["objects"] / "objects"
+
+
+def object_ids(inputs: Inputs) -> list[str]:
+    return [o["object_id"] for o in read_json(inputs["objects"] / "objects.json")["objects"]]
+
+
+def kept_ids(inputs: Inputs) -> list[str]:
+    return list(read_json(inputs["stability"] / "kept.json"))
+
+
+def setup_torch(cfg: PipelineConfig) -> Any:
+    """Bound torch's threads to this task's share of the cores; the configured device."""
+    import torch
+
+    from dexlite_core.device import resolve_device
+
+    torch.set_num_threads(cfg.dag.threads_per_task())
+    return resolve_device(cfg.dag.device)
+
+
+def merge_grasps(dirs: Sequence[Path], out: Path) -> int:
+    """Merge the shards' grasp files into ``out`` (an empty table when none); returns the row count."""
+    from dexlite_core.dataset import empty_table
+    from storage.parquet import count_rows, merge_files, write_grasps
+
+    files = [d / GRASPS for d in dirs if (d / GRASPS).is_file()]
+    if files:
+        merge_files(files, out)
+    else:
+        write_grasps(empty_table(), out)
+    return count_rows(out)
+
+
+def objects_in(path: Path) -> list[str]:
+    """Object ids present in a grasp file (sorted)."""
+    import pyarrow.compute as pc
+
+    from storage.parquet import read_grasps
+
+    t = read_grasps(path, columns=["object_id"], validate=False)
+    return sorted(pc.unique(t.column("object_id")).to_pylist())
+
+
+def read_for(path: Path, object_ids: Sequence[str]) -> Any:
+    """Rows of a grasp file for the given objects (one table)."""
+    import pyarrow as pa
+
+    from dexlite_core.dataset import empty_table
+    from storage.parquet import iter_batches
+
+    batches = list(iter_batches(path, filter_objects=object_ids))
+    return pa.Table.from_batches(batches) if batches else empty_table()
