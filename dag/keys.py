@@ -12,6 +12,8 @@ from dag.codehash import code_hash
 from dag.spec import StageSpec, input_names
 from storage.hashing import content_key, hash_json
 
+ITEMS_SUFFIX = ".items"  # store stage of per-item artifacts: ``seed.items/<item key>``
+ITEMS_FILE = "items.json"  # in a per-item stage's artifact: item -> item key (its content identity)
 # Never part of an artifact's content digest: run records and pictures, which no stage reads as input
 VOLATILE_FILES = frozenset({"summary.json", "timing.json", "run.json"})
 VOLATILE_SUFFIXES = (".png", ".html", ".log")
@@ -44,3 +46,20 @@ def artifact_digest(store: Any, stage: str, key: str) -> str:
     """Content digest of a committed artifact: its manifest's file hashes, volatile files excluded."""
     files = store.manifest(stage, key)["files"]
     return hash_json({rel: f["sha256"] for rel, f in files.items() if not is_volatile(rel)})[:20]
+
+
+def items_stage(stage: str) -> str:
+    """Store stage name of a stage's per-item artifacts."""
+    return stage + ITEMS_SUFFIX
+
+
+def item_keys(spec: StageSpec, cfg: Any, items: list[str], digests: list[str]) -> list[str]:
+    """Cache key of each item of a per-item stage (``Shards.item_inputs``): the item, the digest of
+    what it reads, the item's config sections and the stage's code. Unlike the stage key it does not
+    depend on the other items, so a new object leaves every other object's key unchanged."""
+    assert spec.shards is not None and len(items) == len(digests), "one digest per item"
+    sections = spec.shards.item_config if spec.shards.item_config is not None else spec.config
+    conf = {"sections": list(sections), "digest": cfg.digest(*sections) if sections else ""}
+    code = code_hash(spec)
+    return [content_key({"stage": spec.name, "item": item, "input": d}, conf, code)
+            for item, d in zip(items, digests, strict=True)]

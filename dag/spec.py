@@ -25,11 +25,20 @@ PREVIOUS_SUFFIX = "@previous"
 class Shards:
     """Fan-out of a stage: ``items(inputs, cfg)`` lists work items (object ids), ``run(inputs, dir,
     cfg, items)`` processes one shard of them into its own folder, ``merge(inputs, dirs, out_dir, cfg)``
-    turns the shard folders into the stage's folder."""
+    turns the shard folders into the stage's folder.
+
+    ``item_inputs(inputs, cfg, items)``, when given, returns one content digest per item of exactly
+    what that item reads (its object folder, its upstream item's key). Each item is then its own
+    cached artifact, keyed by that digest, the ``item_config`` sections (default: the stage's) and
+    the code (:func:`dag.keys.item_keys`): adding objects to a run computes only the new objects, and
+    a killed stage resumes item by item. Without it a shard is keyed by the whole stage's key (stages
+    whose every item depends on a shared input, such as a trained model)."""
 
     items: Callable[[Inputs, Any], list[str]]
     run: Callable[[Inputs, Path, Any, list[str]], dict]
     merge: Callable[[Inputs, list[Path], Path, Any], dict]
+    item_inputs: Callable[[Inputs, Any, list[str]], list[str]] | None = None
+    item_config: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class StageSpec:
         fns: list[Callable[..., Any]] = [self.run]
         if self.shards is not None:
             fns += [self.shards.items, self.shards.run, self.shards.merge]
+            if self.shards.item_inputs is not None:
+                fns.append(self.shards.item_inputs)
         if self.extra_inputs is not None:
             fns.append(self.extra_inputs)
         return fns

@@ -22,7 +22,11 @@ Protocol = Literal["lift", "dexgraspbench"]
 class ObjectConfig:
     """Object ingest: normalisation, point cloud, SDF grid, convex decomposition."""
 
-    size: float = 0.10  # longest bounding-box edge after normalisation [m]
+    # longest bounding-box edge after normalisation [m]; None = the mesh's real size (metres via `units`)
+    size: float | None = 0.10
+    units: Literal["m", "cm", "mm"] = "m"  # unit of mesh files kept at real size (size None)
+    # DexGraspNet-style several sizes: each selected source is ingested once per longest edge [m] here
+    scales: tuple[float, ...] = ()
     n_points: int = 2048  # write-up: point cloud size
     sdf_resolution: int = 64  # voxels per axis of the SDF grid
     sdf_padding: float = 0.04  # grid margin around the object's bounding box [m]
@@ -36,6 +40,13 @@ class ObjectConfig:
     coacd_mcts_iterations: int = 60  # CoACD default 150; 60 keeps real meshes at a few seconds
     coacd_mcts_max_depth: int = 2  # CoACD default 3
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # a size <= 0 would yield a degenerate object much later: refuse it where the config is built
+        sizes = (*self.scales, *(() if self.size is None else (self.size,)))
+        if any(not s > 0 for s in sizes):
+            raise ValueError(f"objects.size and objects.scales must be > 0 metres (size={self.size}, "
+                             f"scales={list(self.scales)})")
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,9 @@ class LiftConfig:
     six_dir_early_pass: bool = False  # pass a direction early once the object barely creeps (sim/lift.py step 4)
     six_dir_min_time: float = 0.5  # s of each direction always simulated before an early pass
     six_dir_early_margin: float = 0.125  # share of the limits the creep, extrapolated to the end, must stay under
+    # The lift stage (the dataset filter needs only the lift test): the six-direction test on each
+    # object's first N seed grasps, a sample for its rate; 0 = every grasp
+    six_dir_sample: int = 0
     seed: int = 0  # the protocol is deterministic; kept for the cache key
 
 
@@ -227,9 +241,29 @@ class TrainConfig:
     n_points: int = 2048
     w_recon: float = 1.0
     w_kl: float = 0.001
+    # objects split three ways by a stable hash of the object's group (dexlite_core/splits.py), no seed:
+    # u < val_fraction validates, the next test_fraction tests (final table only), the rest train
     val_fraction: float = 0.2
+    # 0.1: ~80-100 test objects in a run of ~1000, while a small run keeps most of its objects for
+    # training (the default run: a few of its ~21); from 3 objects on there is always one
+    test_fraction: float = 0.1
+    # step budget: stop after this many optimiser steps in total (0 = epochs only); `epochs` still caps
+    # the run, so to train exactly max_steps steps on any dataset size set epochs high
+    max_steps: int = 0
+    # scaling curve: train on the first N training objects (groups) in a stable hash order, nested
+    # (14 within 100 within 300 ...); 0 = all. Validation and test objects are unchanged.
+    max_objects: int = 0
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        fv, ft = self.val_fraction, self.test_fraction
+        if not (0 <= fv <= 1 and 0 <= ft <= 1 and fv + ft <= 1):
+            raise ValueError(f"train.val_fraction and train.test_fraction must be in [0, 1] with a sum <= 1 "
+                             f"(val_fraction={fv}, test_fraction={ft})")
+        if self.max_steps < 0 or self.max_objects < 0:
+            raise ValueError(f"train.max_steps and train.max_objects must be >= 0 (0 = no limit; "
+                             f"max_steps={self.max_steps}, max_objects={self.max_objects})")
 
 
 @dataclass(frozen=True)
@@ -260,7 +294,9 @@ class SampleConfig:
     n_per_object: int = 64  # pure synthesis grasps per object
     expand_per_grasp: int = 1  # dataset expansion: variations decoded per dataset grasp (0 = off)
     latent_noise: float = 0.1  # expansion: std of the perturbation added to the encoded latent
-    objects: Literal["all", "val", "train"] = "all"  # "val": held-out objects only
+    # which objects of the train stage's split: "all" (train + val + test), "val", "test", "train",
+    # "heldout" (val + test: never trained on)
+    objects: Literal["all", "val", "train", "test", "heldout"] = "all"
     seed: int = 0
 
 

@@ -171,11 +171,11 @@ def summarise(
     return out
 
 
-def headline(df: pd.DataFrame, val_ids: Sequence[str]) -> pd.Series:
+def headline(df: pd.DataFrame, val_ids: Sequence[str], test_ids: Sequence[str] = ()) -> pd.Series:
     """Rows of `df` the headline figures use: the validation objects' when any were evaluated,
-    else every row (`(len(df),)` bool)."""
+    else every row but the test objects' (`(len(df),)` bool). Test objects never enter the headline."""
     val = df["object_id"].isin(list(val_ids))
-    return val if val.any() else pd.Series(True, index=df.index)
+    return val if val.any() else ~df["object_id"].isin(list(test_ids))
 
 
 def evaluation(
@@ -185,24 +185,28 @@ def evaluation(
     n_contacts: int = 4,
     protocols: Sequence[str] = validity.PROTOCOLS,
     max_penetration: float = validity.DEFAULT_MAX_PENETRATION,
+    test_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Figures of evaluated grasps `df` (grasp schema + protocol and analytic columns), by source;
     `seconds`: seconds per grasp to produce each source (e.g. post-optimisation), reported beside it.
 
     The headline (top-level ``raw`` / ``expanded`` / ``postopt``) is computed on the validation
-    objects `val_ids` (never trained on) when any were evaluated, else on every object; the other
-    objects' figures go under ``train_objects``. ``per_object`` gives each object's rates;
-    ``protocols`` the protocols of `protocols` that were run, ``max_penetration_m`` the gate.
+    objects `val_ids` (never trained on) when any were evaluated, else on every object but the test
+    objects; the test objects `test_ids` (never trained on, never used for a choice: the final
+    table only) go under ``test_objects``, the remaining objects under ``train_objects``.
+    ``per_object`` gives each object's rates (``validation`` / ``test`` flags); ``protocols`` the
+    protocols of `protocols` that were run, ``max_penetration_m`` the gate.
     """
     protocols = tuple(protocols)
     unknown = sorted(set(protocols) - set(validity.PROTOCOLS))
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; known: {list(validity.PROTOCOLS)}")
     on_val = df["object_id"].isin(list(val_ids)).any()
-    in_head = headline(df, val_ids)
-    head, rest = df[in_head], df[~in_head]
+    in_test = df["object_id"].isin(list(test_ids)) & ~df["object_id"].isin(list(val_ids))
+    in_head = headline(df, val_ids, test_ids)
+    head, rest, test = df[in_head], df[~in_head & ~in_test], df[in_test]
     doc: dict[str, Any] = {
-        "evaluated_on": "validation objects" if on_val else "training objects",
+        "evaluated_on": "validation objects" if on_val else "training objects" if len(head) else "no objects",
         "protocols": [p for p in protocols if validity.was_run(df, p)],
         "max_penetration_m": float(max_penetration),
     }
@@ -217,7 +221,11 @@ def evaluation(
     if len(rest):
         doc["train_objects"] = {src: summary(rest[rest["source"] == src])
                                 for src in SOURCES if (rest["source"] == src).any()}  # fmt: skip
+    if len(test):
+        doc["test_objects"] = {src: summary(test[test["source"] == src])
+                               for src in SOURCES if (test["source"] == src).any()}  # fmt: skip
     val_set = {str(v) for v in val_ids}
+    test_set = {str(v) for v in test_ids} - val_set
     per_object: dict[str, Any] = {}
     for oid, part in df.groupby("object_id"):
         per_object[str(oid)] = {}
@@ -226,6 +234,7 @@ def evaluation(
             per_object[str(oid)][str(src)] = {
                 "n": int(len(g)),
                 "validation": str(oid) in val_set,
+                "test": str(oid) in test_set,
                 "success_rate": rates["lift"]["rate"] if "lift" in rates else None,
                 "rates": {k: {"rate": e["rate"], "ci95": e["ci95"]} for k, e in rates.items()},
             }
@@ -238,19 +247,27 @@ ROUND_RATES = (*validity.PROTOCOLS, "six_direction")
 
 def round_row(doc: Mapping[str, Any], round_no: int, dataset_grasps: int | None) -> dict[str, Any]:
     """One line of the per-round table (the Dex1B loop), per source: n, each protocol's valid rate
-    and the six-direction rate (``rates``: rate entries with n and ci95), joint entropy (bits)."""
-    row: dict[str, Any] = {"round": round_no, "dataset_grasps": dataset_grasps}
-    for src in SOURCES:
-        if src in doc:
-            d = doc[src]
-            rates = d.get("rates") or {}
-            row[src] = {
-                "n": d.get("n"),
-                "rates": {k: rates[k] for k in ROUND_RATES if k in rates},
-                "success_rate": d.get("success_rate"),
-                "six_direction_success_rate": d.get("six_direction_success_rate"),
-                "diversity_joint_entropy_bits": d.get("diversity_joint_entropy_bits"),
-            }
+    and the six-direction rate (``rates``: rate entries with n and ci95), joint entropy (bits); the
+    headline's (validation objects) at the top level, the test objects' under ``test_objects``."""
+
+    def cells(section: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for src in SOURCES:
+            if src in section:
+                d = section[src]
+                rates = d.get("rates") or {}
+                out[src] = {
+                    "n": d.get("n"),
+                    "rates": {k: rates[k] for k in ROUND_RATES if k in rates},
+                    "success_rate": d.get("success_rate"),
+                    "six_direction_success_rate": d.get("six_direction_success_rate"),
+                    "diversity_joint_entropy_bits": d.get("diversity_joint_entropy_bits"),
+                }
+        return out
+
+    row: dict[str, Any] = {"round": round_no, "dataset_grasps": dataset_grasps, **cells(doc)}
+    if doc.get("test_objects"):
+        row["test_objects"] = cells(doc["test_objects"])
     return row
 
 
@@ -326,9 +343,26 @@ def _round_header(sources: Sequence[str]) -> list[str]:
     return ["round", "dataset grasps", *(h for hs in per_source for h in hs)]
 
 
+TEST_TITLE = "Test objects: final table only (never trained on, never used for any choice)"
+
+
 def _sections(doc: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     return [(f"Evaluated on {doc.get('evaluated_on', 'all objects')}", doc),
+            (TEST_TITLE, doc.get("test_objects") or {}),
             ("Training objects (seen in training)", doc.get("train_objects") or {})]  # fmt: skip
+
+
+def _round_tables(rounds: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) of the per-round tables: the headline's, and the test objects' when
+    any round evaluated test objects."""
+    tables = []
+    for title, rows in (("Rounds", list(rounds)),
+                        ("Rounds, test objects", [{**(r.get("test_objects") or {}), "round": r.get("round"),
+                                                   "dataset_grasps": r.get("dataset_grasps")} for r in rounds])):
+        sources = _round_sources(rows)
+        if sources or title == "Rounds":
+            tables.append((title, _round_header(sources), [_round_cells(r, sources) for r in rows]))
+    return tables
 
 
 def render_markdown(doc: Mapping[str, Any]) -> str:
@@ -358,10 +392,9 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         lines += ["", _gate_line(doc, section)]
     rounds = doc.get("rounds") or []
     if len(rounds) > 1:
-        sources = _round_sources(rounds)
-        head = _round_header(sources)
-        lines += ["", "## Rounds", "", md_row(head), md_row(["---"] * len(head))]
-        lines += [md_row(_round_cells(r, sources)) for r in rounds]
+        for title, head, rows in _round_tables(rounds):
+            lines += ["", f"## {title}", "", md_row(head), md_row(["---"] * len(head))]
+            lines += [md_row(r) for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -424,14 +457,15 @@ def write_report(
                    f"<table><tr><th>grasps</th>{detail_head}</tr>{detail_rows}</table>")  # fmt: skip
     rounds = doc.get("rounds") or []
     if len(rounds) > 1:
-        sources = _round_sources(rounds)
-        tables += "<h2>Rounds</h2>" + _html_table(_round_header(sources), [_round_cells(r, sources) for r in rounds])
+        for title, head, rows in _round_tables(rounds):
+            tables += f"<h2>{html.escape(title)}</h2>" + _html_table(head, rows)
     pics = "".join(
         f'<figure><img src="{html.escape(p.name)}" style="max-width:100%"><figcaption>{html.escape(c)}'
         "</figcaption></figure>"
         for c, p in (pictures or {}).items()
     )
-    run = {k: v for k, v in doc.items() if k not in (*SOURCES, "train_objects", "per_object", "rounds")}
+    run = {k: v for k, v in doc.items()
+           if k not in (*SOURCES, "train_objects", "test_objects", "per_object", "rounds")}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>DexLite evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}
 td,th{{border:1px solid #999;padding:4px 8px;text-align:right}}</style></head><body>

@@ -25,7 +25,7 @@ log = logging.getLogger("dexlite.report")
 class RunContext:
     """What the report says about the run besides the evaluated grasps."""
 
-    split: Mapping[str, list[str]]  # {"train": [...], "val": [...]}
+    split: Mapping[str, list[str]]  # {"train": [...], "val": [...], "test": [...]} (no "test": none)
     dataset_stats: Mapping[str, Any]  # the dataset stage's stats.json (round, grasps)
     seed_lift: Mapping[str, Any]  # the lift stage's lift.json
     n_ingested: int
@@ -35,11 +35,12 @@ class RunContext:
 
 
 def run_report(df: pd.DataFrame, ctx: RunContext, cfg: PipelineConfig) -> dict[str, Any]:
-    """report.json's document: the evaluation of the validation objects plus the run context."""
+    """report.json's document: the evaluation of the validation objects (the headline), the same
+    figures on the test objects apart (``test_objects``: the final table only), plus the run context."""
     t = ctx.postopt_timing
     seconds = {"postopt": t["seconds"] / t["grasps"]} if t.get("grasps") else {}
     doc = rep.evaluation(df, ctx.split["val"], seconds, cfg.energy.n_contacts, cfg.evaluate.protocols,
-                         cfg.evaluate.max_penetration)
+                         cfg.evaluate.max_penetration, test_ids=ctx.split.get("test", ()))
     rounds = list(ctx.previous_rounds)
     rounds.append(rep.round_row(doc, int(ctx.dataset_stats.get("round", 1)), ctx.dataset_stats.get("grasps")))
     doc.update({
@@ -82,7 +83,7 @@ def write_run_report(out_dir: Path, df: pd.DataFrame, ctx: RunContext, cfg: Pipe
                      objects_root: Path) -> dict[str, Any]:
     """Write the run's report into `out_dir`; returns its document."""
     doc = run_report(df, ctx, cfg)
-    head = df[rep.headline(df, ctx.split["val"])]
+    head = df[rep.headline(df, ctx.split["val"], ctx.split.get("test", ()))]
     groups = {str(src): g for src, g in head.groupby("source")}
     rep.write_report(out_dir, doc, groups, report_pictures(head, objects_root, out_dir))
     return doc

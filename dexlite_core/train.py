@@ -4,23 +4,27 @@
         + w_joints E_joints                       (weights: TrainConfig and EnergyWeights)
 
 Each epoch:
-  1. shuffle the training grasps (objects split into train / validation beforehand: validation
-     objects are never seen in training);
+  1. shuffle the training grasps (objects split into train / validation / test beforehand by
+     :mod:`dexlite_core.splits`: validation and test objects are never seen in training, and test
+     objects are not even loaded);
   2. per batch of 64: gather each grasp's object cloud `(B, 2048, 3)` and associated point, run
      the CVAE, compute L_recon and L_KL, and the energy of the decoded poses object by object
      (a loop over the objects present in the batch, never over grasps);
   3. Adam step; after the epoch, validation losses; atomically write the checkpoint
-     (`checkpoint.pt`: model, optimiser, epoch, history, RNG states) and the loss history.
-A run that finds `checkpoint.pt` in its output folder resumes after the last finished epoch.
+     (`checkpoint.pt`: model, optimiser, epoch, optimiser steps so far, history, RNG states) and the
+     loss history.
+A step budget (``TrainConfig.max_steps``) stops training after that many optimiser steps in total;
+when it ends mid-epoch the checkpoint is written there too, with the epoch's order and position.
+A run that finds `checkpoint.pt` in its output folder resumes where it stopped: after the last
+finished epoch, or mid-epoch at the saved step when a larger budget continues a budgeted run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from .dataset import table_q
 from .energy import ObjectField, grasp_energy
 from .models import GraspCVAE, associated_point_index, kl_divergence, reconstruction_loss
 from .objects import load_object
+from .splits import assign_splits, first_objects, read_groups
 from .synthesis import contact_indices_for, fitted_contact_indices, hand_on, object_field
 
 CHECKPOINT = "checkpoint.pt"
@@ -96,28 +101,6 @@ def fill_contacts(
         rows = (missing & (object_index == o)).nonzero().flatten()
         out[rows] = fitted_contact_indices(hand, fields[o], q[rows], energy)
     return out
-
-
-def split_objects(object_ids: Sequence[str], val_fraction: float) -> set[str]:
-    """Validation objects: those whose hash falls below `val_fraction` (so adding objects never
-    moves an existing one across the split); at least one when there are two or more objects.
-
-    The hash is of the object id alone (``sha256("0:<id>")``, the former seed-0 key, so existing
-    splits are unchanged): no seed moves an object across the split, and runs with different
-    ``train.seed`` validate on the same objects."""
-
-    def u(o: str) -> float:
-        return int(hashlib.sha256(f"0:{o}".encode()).hexdigest()[:12], 16) / 16**12
-
-    ids = sorted(set(object_ids))
-    if len(ids) < 2:
-        return set()
-    val = {o for o in ids if u(o) < val_fraction}
-    if not val and val_fraction > 0:
-        val = {min(ids, key=u)}
-    if len(val) == len(ids):
-        val.discard(max(val, key=u))
-    return val
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
@@ -189,6 +172,22 @@ def _evaluate(model, data, cfg, energy_cfg) -> dict[str, float]:
     return {k: v / max(n, 1) for k, v in acc.items()}
 
 
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states training draws from (the CVAE's latent noise): CPU, and the device's."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any] | None, device: torch.device) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
 def train(
     model: GraspCVAE,
     train_data: TrainingData,
@@ -198,13 +197,22 @@ def train(
     energy_cfg: EnergyConfig,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train (or resume) for ``cfg.epochs`` epochs; returns the per-epoch loss history."""
+    """Train (or resume) for ``cfg.epochs`` epochs, stopping after ``cfg.max_steps`` optimiser steps in
+    total when that is > 0; returns the per-epoch loss history (each record: ``epoch``, ``steps`` =
+    optimiser steps so far, ``train_*`` and ``val_*`` losses; a record of an epoch the budget cut
+    short also has ``partial: True``).
+
+    Checkpoints (``out_dir/checkpoint.pt``) after every epoch and where the budget stops mid-epoch;
+    a later call resumes from it: with a larger budget (or more epochs) it continues from the saved
+    step, drawing the same batches and latent noise an uninterrupted run would; with the target
+    already reached it returns the saved history and trains nothing."""
     out_dir.mkdir(parents=True, exist_ok=True)
     device = train_data.q.device
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
+    history: list[dict[str, Any]] = []
+    start_epoch, steps = 0, 0
+    partial: dict[str, Any] | None = None  # an epoch the budget cut short: its order, position, sums
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -213,38 +221,71 @@ def train(
         history = ckpt["history"]
         start_epoch = ckpt["epoch"] + 1
         gen.set_state(ckpt["generator"])
+        steps = int(ckpt.get("steps", 0))
+        partial = ckpt.get("partial")
+        _set_rng_state(ckpt.get("rng"), device)
+    budget = cfg.max_steps if cfg.max_steps > 0 else None
+    if budget is not None and steps >= budget:
+        return history
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
-        perm = torch.randperm(len(train_data), generator=gen).to(device)
-        acc: dict[str, float] = {}
-        for start in range(0, len(perm), cfg.batch_size):
+        if budget is not None and steps >= budget:
+            break
+        if partial is not None and partial["epoch"] == epoch:  # continue the epoch the budget cut short
+            perm = partial["perm"].to(device)
+            if len(perm) != len(train_data):
+                raise ValueError(f"{ckpt_path}: saved mid-epoch with {len(perm)} training grasps, now "
+                                 f"{len(train_data)}; remove it to train from scratch")
+            first, acc, seen = int(partial["batch"]), dict(partial["acc"]), int(partial["seen"])
+            if history and history[-1].get("partial"):
+                history.pop()
+        else:
+            perm = torch.randperm(len(train_data), generator=gen).to(device)
+            first, acc, seen = 0, {}, 0
+        partial = None
+        stopped: int | None = None  # the batch the budget stopped at
+        for b, start in enumerate(range(0, len(perm), cfg.batch_size)):
             rows = perm[start : start + cfg.batch_size]
-            if len(rows) < 2:  # BatchNorm needs two samples
+            if b < first or len(rows) < 2:  # done before the resume; BatchNorm needs two samples
                 continue
+            if budget is not None and steps >= budget:
+                stopped = b
+                break
             terms = batch_losses(model, train_data, rows, cfg, energy_cfg)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
+            steps += 1
+            seen += len(rows)
             for k, v in terms.items():
                 acc[k] = acc.get(k, 0.0) + float(v.detach()) * len(rows)
-        record = {"epoch": epoch, **{f"train_{k}": v / max(len(perm), 1) for k, v in acc.items()}}
+        # a full epoch averages over all its grasps (as before budgets), a cut one over those it saw
+        denom = max(len(perm) if stopped is None else seen, 1)
+        record: dict[str, Any] = {"epoch": epoch, "steps": steps, **{f"train_{k}": v / denom for k, v in acc.items()}}
+        rng = _rng_state(device) if stopped is not None else None  # where training resumes: before validation
         if val_data is not None and len(val_data):
             record.update({f"val_{k}": v for k, v in _evaluate(model, val_data, cfg, energy_cfg).items()})
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,  # the last finished epoch
+            "steps": steps,
+            "history": history,
+            "generator": gen.get_state(),
+            "config": cfg.__dict__,
+        }
+        if stopped is not None:
+            record["partial"] = True
+            ckpt["epoch"] = epoch - 1
+            ckpt["partial"] = {"epoch": epoch, "batch": stopped, "perm": perm.cpu(), "acc": acc, "seen": seen}
+        ckpt["rng"] = rng if rng is not None else _rng_state(device)
         history.append(record)
-        _atomic_torch_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "generator": gen.get_state(),
-                "config": cfg.__dict__,
-            },
-            ckpt_path,
-        )
+        _atomic_torch_save(ckpt, ckpt_path)
         if progress is not None:
             progress(epoch, record)
+        if stopped is not None:
+            break
     return history
 
 
@@ -257,14 +298,15 @@ def save_history(history: list[dict[str, float]], out_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    epochs = [h["epoch"] for h in history]
+    by_step = bool(history) and all("steps" in h for h in history)
+    epochs = [h["steps"] if by_step else h["epoch"] for h in history]
     for key in ("loss", "recon"):
         ax = axes[0 if key == "loss" else 1]
         for split in ("train", "val"):
             vals = [h.get(f"{split}_{key}", np.nan) for h in history]
             ax.plot(epochs, vals, label=f"{split}")
         ax.set_title(key)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("optimiser step" if by_step else "epoch")
         ax.set_yscale("log")
         ax.legend()
     fig.tight_layout()
@@ -294,7 +336,8 @@ def training_data(table: Any, objects_root: Path, object_ids: Sequence[str], dev
 
 @dataclass
 class Fit:
-    """A finished training run: the model, its loss history and the object split."""
+    """A finished training run: the model, its loss history and the object split (`train_ids`: the
+    objects trained on; `unused_ids`: training-split objects left out by ``max_objects``)."""
 
     model: GraspCVAE
     history: list[dict[str, float]]
@@ -302,20 +345,31 @@ class Fit:
     val_ids: list[str]
     n_train: int
     n_val: int
+    test_ids: list[str] = field(default_factory=list)
+    unused_ids: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps of the run so far."""
+        return int(self.history[-1].get("steps", 0)) if self.history else 0
 
 
 def fit(table: Any, objects_root: Path, cfg: TrainConfig, energy: EnergyConfig, device: torch.device | str,
         work_dir: Path, progress: Callable[[int, dict[str, float]], None] | None = None) -> Fit:
     """Train the CVAE on a grasp table (pyarrow; the dataset stage's) of objects under
-    ``objects_root``: split by object (:func:`split_objects`, no seed), build both sets' tensors, then
-    :func:`train` into ``work_dir`` (resuming from its checkpoint)."""
+    ``objects_root``: split by object group (:func:`dexlite_core.splits.assign_splits`, no seed; the
+    groups from each object's ``meta.json``), keep the first ``cfg.max_objects`` training objects
+    (:func:`dexlite_core.splits.first_objects`), build the training and validation tensors (test
+    objects are never loaded), then :func:`train` into ``work_dir`` (resuming from its checkpoint)."""
     torch.manual_seed(cfg.seed)
     ids = sorted(set(table.column("object_id").to_pylist()))
-    val = split_objects(ids, cfg.val_fraction)
-    train_ids = [o for o in ids if o not in val] or ids
+    groups = read_groups(objects_root, ids)
+    split = assign_splits(ids, groups, cfg.val_fraction, cfg.test_fraction)
+    train_ids = first_objects(split["train"], groups, cfg.max_objects)
+    unused = sorted(set(split["train"]) - set(train_ids))
+    val = split["val"]
     train_data = training_data(table, objects_root, train_ids, device, cfg.n_points, energy)
-    val_data = training_data(table, objects_root, sorted(val), device, cfg.n_points, energy) if val else None
+    val_data = training_data(table, objects_root, val, device, cfg.n_points, energy) if val else None
     model = GraspCVAE.from_config(cfg).to(device)
     history = train(model, train_data, val_data, work_dir, cfg, energy, progress=progress)
-    return Fit(model, history, train_ids, sorted(val), len(train_data), len(val_data or []))
-
+    return Fit(model, history, train_ids, val, len(train_data), len(val_data or []), split["test"], unused)

@@ -4,9 +4,13 @@ Both run :func:`execute`: stages in dependency order; for each, its content key 
 artifacts' digests, config sections and code; a committed artifact is a cache hit (the stage task
 reports "Cached"), otherwise the stage runs:
 
-- sharded stages (ingest, stability, seed, lift, post-optimisation, evaluation) fan out one task per
-  shard of ``dag.shard_size`` objects on the configured task runner, each shard committed as its own
-  artifact (a killed or failed stage resumes from the shards already done), then one merge task;
+- per-item stages (ingest, stability, seed, lift) key every object on its own inputs
+  (``Shards.item_inputs``) and commit it as its own artifact: only the objects whose artifact is
+  missing run, grouped into tasks of at most ``dag.shard_size`` objects, so a killed run resumes
+  object by object and adding objects computes only the new ones; then one merge task;
+- the other sharded stages (post-optimisation, evaluation: every object reads the trained model) fan
+  out one task per shard of ``dag.shard_size`` objects, each shard committed as its own artifact,
+  then one merge task;
 - the other stages are one task in the flow's process; ``train`` goes to the GPU work pool's
   deployment when ``dag.train_work_pool`` is set (see ``dexlite deploy``).
 
@@ -34,6 +38,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from dag.keys import item_keys, items_stage
 from dag.runner import shard_items
 from dag.spec import StageFault, StageSpec
 from dag.walk import KeyWalk, Step
@@ -47,6 +52,7 @@ from tasks.stage_tasks import (
     local_inputs,
     merge_shards,
     pointer,
+    run_items,
     run_shard,
     run_stage,
     shard_key,
@@ -203,10 +209,14 @@ def _stage(run: _Run, step: Step, n_stages: int) -> StageRun:
 
 
 def _sharded(run: _Run, step: Step, spec: StageSpec, params: dict[str, Any]) -> dict:
-    """Shard tasks on the run's task runner (a shard already committed is a cache hit), then the merge."""
+    """Shard tasks on the run's task runner (a shard or item already committed is a cache hit), then
+    the merge. A per-item stage (``Shards.item_inputs``) computes only its missing items."""
     logger = get_run_logger()
     assert spec.shards is not None and step.key is not None
-    items = spec.shards.items(local_inputs(run.store, step.inputs), run.cfg)
+    paths = local_inputs(run.store, step.inputs)
+    items = spec.shards.items(paths, run.cfg)
+    if spec.shards.item_inputs is not None:
+        return _per_item(run, step, spec, params, items, paths)
     size = shard_size(len(items), run.cfg.dag)
     parts = shard_items(items, size)
     logger.info("stage %s: %d items in %d shard(s) of <= %d", step.name, len(items), len(parts), size)
@@ -220,21 +230,63 @@ def _sharded(run: _Run, step: Step, spec: StageSpec, params: dict[str, Any]) -> 
         )
         for j, part in enumerate(parts)
     ]
-    done: list[dict] = []
-    errors: list[Exception] = []
-    t0 = time.perf_counter()
-    for fut in as_completed(futures):
-        try:
-            done.append(fut.result())
-        except Exception as e:  # noqa: BLE001 - collected, raised below
-            errors.append(e)
-        logger.info("stage %s: %d/%d shards done, %d failed (%.0f s)", step.name, len(done), len(parts),
-                    len(errors), time.perf_counter() - t0)
-    if errors:
-        raise errors[0]
+    done = _gather(step.name, futures, [len(p) for p in parts], len(items))
     ordered = sorted(done, key=lambda d: d["index"])
     return merge_shards.with_options(task_run_name=f"{step.name}-merge", refresh_cache=True, **run.retry)(
         **params, shards=ordered)
+
+
+def _per_item(run: _Run, step: Step, spec: StageSpec, params: dict[str, Any], items: list[str],
+              paths: dict[str, Path]) -> dict:
+    """Group the items whose artifact is missing into tasks, run them, merge every item in order."""
+    assert spec.shards is not None and spec.shards.item_inputs is not None
+    keys = item_keys(spec, run.cfg, items, spec.shards.item_inputs(paths, run.cfg, items))
+    istage = items_stage(step.name)
+    todo = [(i, k) for i, k in zip(items, keys, strict=True) if not run.store.is_complete(istage, k)]
+    size = shard_size(len(todo), run.cfg.dag)
+    groups = [todo[j : j + size] for j in range(0, len(todo), size)]
+    get_run_logger().info("stage %s: %d items, %d already computed, %d to compute in %d task(s)", step.name,
+                          len(items), len(items) - len(todo), len(todo), len(groups))
+    runner = run.task_runner()
+    futures = [
+        runner.submit(run_items.with_options(task_run_name=f"{step.name}[{j + 1}/{len(groups)}]", **run.retry,
+                                             refresh_cache=True),
+                      parameters={**params, "items": [i for i, _ in g], "item_keys": [k for _, k in g]})
+        for j, g in enumerate(groups)
+    ]
+    _gather(step.name, futures, [len(g) for g in groups], len(todo))
+    pointers = [{"stage": istage, "key": k, "item": i} for i, k in zip(items, keys, strict=True)]
+    return merge_shards.with_options(task_run_name=f"{step.name}-merge", refresh_cache=True, **run.retry)(
+        **params, shards=pointers)
+
+
+def _gather(name: str, futures: list[Any], sizes: list[int], total: int) -> list[Any]:
+    """Wait for every task; log items done / total and an ETA as they finish; raise the first error."""
+    logger = get_run_logger()
+    index = {id(f): n for f, n in zip(futures, sizes, strict=True)}
+    done: list[Any] = []
+    errors: list[Exception] = []
+    n_done, t0 = 0, time.perf_counter()
+    for fut in as_completed(futures):
+        try:
+            done.append(fut.result())
+            n_done += index[id(fut)]
+        except Exception as e:  # noqa: BLE001 - collected, raised below
+            errors.append(e)
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / n_done * (total - n_done) if n_done else math.nan
+        logger.info("stage %s: %d/%d items done, %d task(s) failed (%.0f s, ETA %s)", name, n_done, total,
+                    len(errors), elapsed, _clock(eta))
+    if errors:
+        raise errors[0]
+    return done
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "n/a"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def _short(summary: dict | None) -> str:

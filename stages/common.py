@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dag.keys import ITEMS_FILE
 from dag.spec import Inputs
 from dexlite_core.atomic import atomic_write_json
 from dexlite_core.config import PipelineConfig
@@ -38,6 +39,34 @@ def objects_root(inputs: Inputs) -> Path:
 
 def object_ids(inputs: Inputs) -> list[str]:
     return [o["object_id"] for o in read_json(inputs["objects"] / "objects.json")["objects"]]
+
+
+def object_digests(inputs: Inputs, ids: Sequence[str]) -> list[str]:
+    """Content digest of each object folder: from the ``objects`` artifact's manifest (its file
+    hashes, nothing re-read), or by hashing the files of a folder without one (a direct call)."""
+    from storage.hashing import hash_file, hash_json
+
+    manifest = inputs["objects"] / "manifest.json"
+    files: dict[str, dict[str, str]] = {}
+    if manifest.is_file():
+        for rel, f in read_json(manifest)["files"].items():
+            top, oid, *rest = rel.split("/") + ["", ""]
+            if top == "objects" and rest[0]:
+                files.setdefault(oid, {})[rel] = f["sha256"]
+    out = []
+    for oid in ids:
+        if oid not in files:
+            folder = objects_root(inputs) / oid
+            files[oid] = {str(f.relative_to(folder.parent.parent)): hash_file(f)
+                          for f in sorted(folder.rglob("*")) if f.is_file()}
+        out.append(hash_json(files[oid]))
+    return out
+
+
+def item_key_in(inputs: Inputs, stage: str, item: str) -> str | None:
+    """The item key ``item`` had in an upstream per-item stage's artifact (its ``items.json``)."""
+    path = inputs[stage] / ITEMS_FILE
+    return read_json(path).get(item) if path.is_file() else None
 
 
 def kept_ids(inputs: Inputs) -> list[str]:

@@ -13,11 +13,35 @@ from pathlib import Path
 from dag.runner import run_serial
 from dag.spec import Inputs, Shards, StageSpec
 from dexlite_core.config import PipelineConfig
-from stages.common import GRASPS, log, merge_grasps, objects_in, objects_root, read_for, write_json
+from stages.common import (
+    GRASPS,
+    item_key_in,
+    log,
+    merge_grasps,
+    object_digests,
+    objects_in,
+    objects_root,
+    read_for,
+    write_json,
+)
 
 
 def items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
     return objects_in(inputs["seed"] / GRASPS)
+
+
+def item_inputs(inputs: Inputs, cfg: PipelineConfig, items: list[str]) -> list[str]:
+    """An object's lift tests read its folder and its seed grasps (identified by the seed item's key,
+    or by the rows' content when the seed artifact has no item keys)."""
+    from storage.hashing import hash_json
+
+    out = []
+    for oid, obj in zip(items, object_digests(inputs, items), strict=True):
+        seed = item_key_in(inputs, "seed", oid)
+        if seed is None:
+            seed = hash_json(read_for(inputs["seed"] / GRASPS, [oid]).column("q").to_pylist())
+        out.append(hash_json([obj, seed]))
+    return out
 
 
 def shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, part: list[str]) -> dict:
@@ -25,7 +49,8 @@ def shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, part: list[str]) -
     from storage.parquet import write_grasps
 
     t0 = time.perf_counter()
-    table, summary = evaluate_table(read_for(inputs["seed"] / GRASPS, part), objects_root(inputs), cfg)
+    table, summary = evaluate_table(read_for(inputs["seed"] / GRASPS, part), objects_root(inputs), cfg,
+                                    six_dir_first=cfg.lift.six_dir_sample)
     write_grasps(table, out_dir / GRASPS)
     rate = (summary.get("rates", {}).get("lift_ungated") or {}).get("rate")
     log.info("lift: %d objects, %d grasps, success %s (%.1f s)", len(part), table.num_rows,
@@ -49,6 +74,6 @@ def run(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 SPEC = StageSpec(
-    "lift", run, deps=("objects", "seed"), config=("lift",), shards=Shards(items, shard, merge),
+    "lift", run, deps=("objects", "seed"), config=("lift",), shards=Shards(items, shard, merge, item_inputs),
     description="MuJoCo lift test of the seed grasps",
 )

@@ -5,6 +5,7 @@ Artifact: ``objects/<object_id>/`` (docs/CONTRACTS.md), ``objects.json`` (ingest
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -18,23 +19,31 @@ def mesh_inputs(cfg: PipelineConfig) -> dict[str, str]:
     """Content hashes of the mesh files the selection reads, by item name: a bundled mesh's key does
     not depend on where its package is installed (keyed by path, a run from another venv recomputed
     every stage)."""
-    from dexlite_core.objects.select import select_sources
+    from dexlite_core.objects.select import scaled, select_sources
     from storage.hashing import hash_file
 
-    return {name: hash_file(s.path) for name, s in select_sources(cfg.select).items() if s.path is not None}
+    # keyed like items() (one per scale); scaled() apart so select_sources(select) stays swappable in tests
+    sources = scaled(select_sources(cfg.select), cfg.objects.scales)
+    return {name: hash_file(s.path) for name, s in sources.items() if s.path is not None}
 
 
 def items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
     from dexlite_core.objects.select import select_sources
 
-    return list(select_sources(cfg.select))
+    return list(select_sources(cfg.select, cfg.objects))
+
+
+def item_inputs(inputs: Inputs, cfg: PipelineConfig, items: list[str]) -> list[str]:
+    """A source's ingest reads its mesh file (a generated shape: nothing but its name and the code)."""
+    hashes = mesh_inputs(cfg)
+    return [hashes.get(i, "") for i in items]
 
 
 def shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, part: list[str]) -> dict:
     from dexlite_core.objects import ingest_many
     from dexlite_core.objects.select import ingest_rows, select_sources
 
-    sources = select_sources(cfg.select)
+    sources = select_sources(cfg.select, cfg.objects)
     chosen = [sources[i] for i in part]
     root = out_dir / "objects"
     root.mkdir(parents=True, exist_ok=True)
@@ -44,6 +53,15 @@ def shard(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, part: list[str]) -
                  row["object_id"] if row["ok"] else f"{row['source']}: {row['error']}")
     write_json(out_dir / "ingest.json", rows)
     return {"n": len(rows), "ok": sum(r["ok"] for r in rows)}
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link an immutable committed file (a thousand objects' SDFs are not copied); copy across
+    file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) -> dict:
@@ -59,7 +77,7 @@ def merge(inputs: Inputs, dirs: list[Path], out_dir: Path, cfg: PipelineConfig) 
             if not (src / "_SUCCESS").is_file():
                 raise FileNotFoundError(f"{src}: ingest reported ok but the folder is incomplete")
             if not (dest / row["object_id"]).exists():
-                shutil.copytree(src, dest / row["object_id"])
+                shutil.copytree(src, dest / row["object_id"], copy_function=_link_or_copy)
             objs.append({"object_id": row["object_id"], "name": row["name"], "source": row["source"]})
     if not objs:
         reasons = "; ".join(f"{f['source']}: {f['error']}" for f in failed) or "no objects selected"
@@ -75,6 +93,7 @@ def run(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 SPEC = StageSpec(
-    "objects", run, deps=(), config=("objects", "select"), shards=Shards(items, shard, merge),
+    "objects", run, deps=(), config=("objects", "select"),
+    shards=Shards(items, shard, merge, item_inputs, item_config=("objects",)),  # not "select": adding objects
     extra_inputs=mesh_inputs, description="ingest meshes: normalise, point cloud, SDF, convex parts",
 )

@@ -15,8 +15,14 @@ from stages.common import GRASPS, objects_root, read_json, setup_torch
 
 
 def chosen_objects(split: dict[str, list[str]], which: str) -> list[str]:
-    """The objects ``sample.objects`` names in a train split (all / val / train), sorted."""
-    return sorted({"all": split["train"] + split["val"], "val": split["val"], "train": split["train"]}[which])
+    """The objects ``sample.objects`` names in a train split, sorted: "train" (trained on), "val",
+    "test", "heldout" (val + test) or "all" (train + val + test; not the ``unused`` objects that
+    ``train.max_objects`` left out). A split of an older run without "test" has none."""
+    train, val, test = split["train"], split["val"], split.get("test", [])
+    parts = {"all": train + val + test, "val": val, "test": test, "train": train, "heldout": val + test}
+    if which not in parts:
+        raise ValueError(f"sample.objects: {which!r} is not one of {sorted(parts)}")
+    return sorted(set(parts[which]))
 
 
 def run(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:

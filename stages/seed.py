@@ -13,11 +13,16 @@ from typing import Any
 from dag.runner import run_serial
 from dag.spec import Inputs, Shards, StageSpec
 from dexlite_core.config import PipelineConfig
-from stages.common import GRASPS, kept_ids, log, merge_grasps, objects_root, setup_torch
+from stages.common import GRASPS, kept_ids, log, merge_grasps, object_digests, objects_root, setup_torch
 
 
 def items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
     return kept_ids(inputs)
+
+
+def item_inputs(inputs: Inputs, cfg: PipelineConfig, items: list[str]) -> list[str]:
+    """An object's seed grasps read only its folder."""
+    return object_digests(inputs, items)
 
 
 def _progress(oid: str, cfg: PipelineConfig) -> Any:
@@ -86,6 +91,7 @@ def run(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 SPEC = StageSpec(
-    "seed", run, deps=("objects", "stability"), config=("seed", "energy"), shards=Shards(items, shard, merge),
+    "seed", run, deps=("objects", "stability"), config=("seed", "energy"),
+    shards=Shards(items, shard, merge, item_inputs),
     description="seed grasps by energy optimisation",
 )

@@ -14,13 +14,17 @@ from typing import Any
 from dag.runner import run_serial
 from dag.spec import Inputs, Shards, StageSpec
 from dexlite_core.config import PipelineConfig
-from stages.common import log, object_ids, objects_root, read_json, write_json
+from stages.common import log, object_digests, object_ids, objects_root, read_json, write_json
 
 TIMING_FIELDS = ("sim_time", "step_time", "wall_time")
 
 
 def items(inputs: Inputs, cfg: PipelineConfig) -> list[str]:
     return object_ids(inputs)
+
+
+def item_inputs(inputs: Inputs, cfg: PipelineConfig, items: list[str]) -> list[str]:
+    return object_digests(inputs, items)
 
 
 def _row(result: Any) -> tuple[dict, dict]:
@@ -67,6 +71,6 @@ def run(inputs: Inputs, out_dir: Path, cfg: PipelineConfig) -> dict:
 
 
 SPEC = StageSpec(
-    "stability", run, deps=("objects",), config=("stability",), shards=Shards(items, shard, merge),
+    "stability", run, deps=("objects",), config=("stability",), shards=Shards(items, shard, merge, item_inputs),
     description="PyBullet table-rest filter",
 )

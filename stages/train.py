@@ -1,7 +1,9 @@
 """Stage ``train``: CVAE training (write-up appendix, :func:`dexlite_core.train.fit`); resumes from
 its ``work_dir`` checkpoint after a kill.
 
-Artifact: ``checkpoint.pt``, ``history.json``, ``loss.png``, ``split.json`` (train / val objects).
+Artifact: ``checkpoint.pt``, ``history.json``, ``loss.png``, ``split.json`` (``train``: the objects
+trained on, ``val``, ``test``: never trained on, by a stable hash of each object's group; ``unused``:
+training-split objects left out by ``train.max_objects``).
 """
 
 from __future__ import annotations
@@ -24,17 +26,23 @@ def train_into(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Pat
     device = setup_torch(cfg)
     t0 = time.perf_counter()
 
+    budget = f"/{cfg.train.max_steps}" if cfg.train.max_steps > 0 else ""
+
     def progress(epoch: int, record: dict[str, float]) -> None:
-        log.info("train: epoch %d/%d loss %.4g val %.4g (%.0f s)", epoch + 1, cfg.train.epochs,
-                 record.get("train_loss", math.nan), record.get("val_loss", math.nan), time.perf_counter() - t0)
+        log.info("train: epoch %d/%d step %d%s loss %.4g val %.4g (%.0f s)", epoch + 1, cfg.train.epochs,
+                 record.get("steps", 0), budget, record.get("train_loss", math.nan), record.get("val_loss", math.nan),
+                 time.perf_counter() - t0)
 
     table = read_grasps(inputs["dataset"] / GRASPS)
     fit = train_mod.fit(table, objects_root(inputs), cfg.train, cfg.energy, device, work_dir, progress)
     shutil.copyfile(work_dir / train_mod.CHECKPOINT, out_dir / "checkpoint.pt")
     train_mod.save_history(fit.history, out_dir)
-    write_json(out_dir / "split.json", {"train": fit.train_ids, "val": fit.val_ids})
+    write_json(out_dir / "split.json", {"train": fit.train_ids, "val": fit.val_ids, "test": fit.test_ids,
+                                        "unused": fit.unused_ids})
     last = fit.history[-1] if fit.history else {}
-    return {"epochs": len(fit.history), "train_grasps": fit.n_train, "val_grasps": fit.n_val,
+    return {"epochs": len(fit.history), "steps": fit.steps, "train_grasps": fit.n_train, "val_grasps": fit.n_val,
+            "objects": {"train": len(fit.train_ids), "val": len(fit.val_ids), "test": len(fit.test_ids),
+                        "unused": len(fit.unused_ids)},
             **{k: last[k] for k in ("train_loss", "val_loss") if k in last}}
 
 

@@ -1,10 +1,13 @@
 """Parquet I/O for grasp tables (schema in :mod:`dexlite_core.dataset`).
 
 Files are zstd-compressed with page checksums, rows sorted by ``object_id`` (stable: the order within
-an object is kept), row groups aligned to object boundaries and bounded to ``row_group_rows`` (small
-objects share a group, large ones are split), and the schema metadata (pose names, euler convention,
-schema version) is kept. Every write is atomic: a temp file in the same folder, fsync, rename (for an
-fsspec URL: a local temp file uploaded in one ``put``).
+an object is kept) and partitioned by object: **one row group per object** (an object of more than
+``row_group_rows`` grasps spans consecutive groups; a group never holds two objects), so each group's
+``object_id`` statistics have min == max and a reader fetches one object's grasps without reading the
+rest (:func:`iter_batches` with ``filter_objects`` skips the other groups from their statistics). The
+schema metadata (pose names, euler convention, schema version) is kept. Every write is atomic: a temp
+file in the same folder, fsync, rename (for an fsspec URL: a local temp file uploaded in one ``put``).
+:func:`merge_files` streams object by object (memory ~ the largest object, not the dataset).
 
 Paths may be local paths or fsspec URLs. A corrupt or truncated file raises
 :class:`~storage.store.CorruptArtifactError` naming the file.
@@ -64,7 +67,8 @@ def _fs(path: PathLike) -> tuple[fsspec.AbstractFileSystem | None, str]:
 
 
 def _row_groups(object_ids: pa.ChunkedArray | pa.Array, max_rows: int) -> list[tuple[int, int]]:
-    """[start, stop) row ranges: whole objects packed up to ``max_rows``; big objects split."""
+    """[start, stop) row ranges, one per run of equal object ids (one per object in a sorted table),
+    a run longer than ``max_rows`` split into consecutive ranges of at most ``max_rows``."""
     n = len(object_ids)
     if n == 0:
         return []
@@ -72,22 +76,7 @@ def _row_groups(object_ids: pa.ChunkedArray | pa.Array, max_rows: int) -> list[t
     codes = arr.dictionary_encode().indices.to_numpy(zero_copy_only=False)
     starts = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1]).tolist()
     stops = [*starts[1:], n]
-    groups: list[tuple[int, int]] = []
-    cur_start = cur_stop = 0
-    for a, b in zip(starts, stops, strict=True):
-        if b - a > max_rows:  # a big object: flush, then split it
-            if cur_stop > cur_start:
-                groups.append((cur_start, cur_stop))
-            groups += [(s, min(s + max_rows, b)) for s in range(a, b, max_rows)]
-            cur_start = cur_stop = b
-        elif b - cur_start > max_rows:
-            groups.append((cur_start, cur_stop))
-            cur_start, cur_stop = a, b
-        else:
-            cur_stop = b
-    if cur_stop > cur_start:
-        groups.append((cur_start, cur_stop))
-    return groups
+    return [(s, min(s + max_rows, b)) for a, b in zip(starts, stops, strict=True) for s in range(a, b, max_rows)]
 
 
 def _writer(path: str, schema: pa.Schema, compression_level: int | None) -> pq.ParquetWriter:
@@ -132,6 +121,8 @@ def write_grasps(
 ) -> PathLike:
     """Validate, sort by object_id (stable) and atomically write a grasp table; return ``path``.
 
+    One row group per object (at most ``row_group_rows`` rows each: a bigger object spans several);
+    with ``sort=False`` the row order is kept and each run of one object gets its own group(s).
     Missing optional columns are added as nulls (:func:`dexlite_core.dataset.conform`).
     """
     if row_group_rows < 1:
@@ -425,6 +416,114 @@ def iter_batches(
         yield merged.replace_schema_metadata(meta)
 
 
+class _Input:
+    """One input file of :func:`merge_files`: its footer, read once, and row-group reads by index."""
+
+    def __init__(self, name: PathLike, fs: fsspec.AbstractFileSystem | None, path: str) -> None:
+        self.name, self.fs, self.path = os.fspath(name), fs, path
+        try:
+            with self._open() as f:
+                self.metadata = pq.ParquetFile(f).metadata
+            schema = self.metadata.schema.to_arrow_schema()
+        except _ARROW_ERRORS as e:
+            raise _open_error(name, e) from e
+        try:
+            check_schema(schema)
+        except GraspTableError as e:
+            raise GraspTableError(f"{self.name}: {e}") from e
+        self.id_column = self.metadata.schema.names.index("object_id")  # a flat column: leaf == field
+
+    def _open(self) -> contextlib.AbstractContextManager[Any]:
+        return open(self.path, "rb") if self.fs is None else self.fs.open(self.path, "rb")
+
+    def read(self, group: int, columns: Sequence[str] | None = None) -> pa.Table:
+        try:
+            with self._open() as f:
+                pf = pq.ParquetFile(f, metadata=self.metadata, page_checksum_verification=True)
+                return pf.read_row_group(group, columns=list(columns) if columns is not None else None)
+        except _ARROW_ERRORS as e:
+            raise _open_error(self.name, e) from e
+
+    def objects(self) -> Iterator[tuple[str, int, np.ndarray | None]]:
+        """(object_id, row group, rows of that object in the group or None for all), in file order.
+        A group whose statistics name one object is not read; any other group's object_id column is."""
+        for g in range(self.metadata.num_row_groups):
+            rg = self.metadata.row_group(g)
+            if rg.num_rows == 0:
+                continue
+            st = rg.column(self.id_column).statistics
+            if st is not None and st.has_min_max and st.min == st.max and (not st.has_null_count or not st.null_count):
+                yield (st.min.decode() if isinstance(st.min, bytes) else str(st.min)), g, None
+                continue
+            ids = pc.fill_null(self.read(g, ["object_id"]).column("object_id").combine_chunks(), "")
+            enc = ids.dictionary_encode()
+            codes = enc.indices.to_numpy(zero_copy_only=False)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.flatnonzero(np.diff(codes[order])) + 1
+            for rows in np.split(order, bounds):
+                oid = enc.dictionary[int(codes[rows[0]])].as_py()
+                if not oid:
+                    raise GraspTableError(f"{self.name}: row group {g} holds a null or empty object_id")
+                yield oid, g, np.sort(rows)
+
+
+def _merge_sorted(files: list[_Input], writer: pq.ParquetWriter, max_rows: int) -> None:
+    """Write the inputs' rows object by object (sorted ids; within an object: input order, then row
+    order), each object's rows as their own row group(s). Holds one object's rows at a time, plus the
+    input row groups that hold several objects while some of their objects are still to come."""
+    where: dict[str, list[tuple[int, int, np.ndarray | None]]] = {}
+    last_use: dict[tuple[int, int], str] = {}  # a mixed group -> its last object in merge order
+    for i, f in enumerate(files):
+        for oid, g, rows in f.objects():
+            where.setdefault(oid, []).append((i, g, rows))
+            if rows is not None:
+                last_use[(i, g)] = max(oid, last_use.get((i, g), oid))
+    cache: dict[tuple[int, int], pa.Table] = {}
+    for oid in sorted(where):
+        parts: list[pa.Table] = []
+        for i, g, rows in where[oid]:
+            if rows is None:
+                part = files[i].read(g)
+            else:
+                if (i, g) not in cache:
+                    cache[(i, g)] = files[i].read(g)
+                part = cache[(i, g)].take(pa.array(rows))
+                if last_use[(i, g)] == oid:
+                    del cache[(i, g)]
+            try:
+                parts.append(validate_table(conform(part)))
+            except GraspTableError as e:
+                raise GraspTableError(f"{files[i].name}: object {oid!r}: {e}") from e
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        if table.num_rows and not pc.all(pc.equal(table.column("object_id"), oid)).as_py():
+            raise CorruptArtifactError(f"{files[where[oid][0][0]].name}: row group statistics of object {oid!r} "
+                                       "do not match its rows")
+        for s in range(0, table.num_rows, max_rows):
+            chunk = table.slice(s, max_rows)
+            writer.write_table(chunk, row_group_size=chunk.num_rows)
+
+
+def _merge_in_order(inputs: Sequence[PathLike], writer: pq.ParquetWriter, max_rows: int) -> None:
+    """Stream the inputs batch by batch in input order; each run of one object becomes its own row
+    group(s) of at most ``max_rows`` (a run continuing into the next batch is carried over)."""
+    carry: pa.Table | None = None
+    for p in inputs:
+        for batch in iter_batches(p, batch_size=max_rows):
+            try:
+                part = validate_table(conform(pa.Table.from_batches([batch])))
+            except GraspTableError as e:
+                raise GraspTableError(f"{os.fspath(p)}: {e}") from e
+            if carry is not None:
+                part = pa.concat_tables([carry, part])
+            groups = _row_groups(part.column("object_id"), max_rows)
+            a, b = groups[-1]
+            carry = part.slice(a, b - a) if b - a < max_rows else None  # its object may go on
+            for x, y in groups[:-1] if carry is not None else groups:
+                writer.write_table(part.slice(x, y - x), row_group_size=y - x)
+    if carry is not None and carry.num_rows:
+        writer.write_table(carry, row_group_size=carry.num_rows)
+
+
 def merge_files(
     inputs: Sequence[PathLike],
     out: PathLike,
@@ -433,25 +532,31 @@ def merge_files(
     batch_size: int = ROW_GROUP_ROWS,
     compression_level: int | None = None,
 ) -> PathLike:
-    """Merge grasp files (e.g. several stage outputs) into one file at ``out``, atomically.
+    """Merge grasp files (e.g. the shards of a stage; a folder input means its ``*.parquet`` files)
+    into one file at ``out``, atomically, streaming: never the whole dataset in memory.
 
-    ``sort=True`` loads all inputs and sorts by object_id (memory ~ the dataset); ``sort=False``
-    streams batch by batch in input order (bounded memory, row groups of ``batch_size`` rows).
+    ``sort=True``: rows sorted by object_id (within an object: input order, then file order), one
+    row group per object (of at most ``batch_size`` rows), exactly as :func:`write_grasps` writes the
+    concatenation; memory ~ the largest object (inputs written by :func:`write_grasps` are located from
+    their row-group statistics; groups holding several objects are read once and kept until their last
+    object is written). ``sort=False``: input order, batch by batch, each run of one object its own
+    row group(s) of at most ``batch_size`` rows.
     """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    files: list[_Input] = []
     if sort:
-        return write_grasps(
-            concat_tables(read_grasps(p) for p in inputs),
-            out,
-            row_group_rows=batch_size,
-            compression_level=compression_level,
-        )
+        for p in inputs:
+            fs, paths = _parquet_files(p)
+            is_file = paths == [_fs(p)[1]]
+            files += [_Input(p if is_file else q, fs, q) for q in paths]
     with _atomic_target(out) as tmp:
         writer = _writer(tmp, GRASP_SCHEMA, compression_level)
         try:
-            for p in inputs:
-                for batch in iter_batches(p, batch_size=batch_size):
-                    part = validate_table(conform(pa.Table.from_batches([batch])))
-                    writer.write_table(part, row_group_size=part.num_rows)
+            if sort:
+                _merge_sorted(files, writer, batch_size)
+            else:
+                _merge_in_order(inputs, writer, batch_size)
         finally:
             writer.close()
     return out

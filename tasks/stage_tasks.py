@@ -27,7 +27,8 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 from dag.codehash import code_hash
-from dag.keys import artifact_digest
+from dag.keys import artifact_digest, items_stage
+from dag.runner import write_item_keys
 from dag.spec import StageSpec, check_fault, input_stage
 from dexlite_core.config import PipelineConfig
 from stages.table import get_stages
@@ -83,7 +84,9 @@ class ArtifactCache(CachePolicy):
         stage, key = inputs.get("stage"), inputs.get("key")
         if not stage or not key:
             return None
-        if "items" in inputs:  # a shard
+        if "item_keys" in inputs:  # a group of per-item artifacts
+            stage, key = items_stage(stage), hash_json(inputs["item_keys"])[:20]
+        elif "items" in inputs:  # a shard
             stage, key = shard_stage(stage), shard_key(key, inputs["index"], inputs["items"])
         root = hash_json(str(inputs.get("store_root")))[:8]  # one record per store: its paths differ
         return f"dexlite-{root}-{stage}-{key}"
@@ -159,10 +162,37 @@ def run_shard(stage: str, key: str, index: int, items: list[str], inputs: dict[s
             "items": len(items), "summary": summary, "seconds": round(time.perf_counter() - t0, 3)}
 
 
+@task(name="items", **_TASK_OPTS)
+def run_items(stage: str, key: str, items: list[str], item_keys: list[str], inputs: dict[str, str], store_root: str,
+              config: dict) -> list[dict]:
+    """Items of a per-item stage (``Shards.item_inputs``), each run and committed as its own artifact
+    ``<stage>.items/<item key>``: a kill loses at most the item in progress, and an item already
+    committed (by this run, an earlier run or another config's) is reused."""
+    store = open_store(store_root)
+    spec = _spec(stage)
+    assert spec.shards is not None, f"stage {stage!r} has no shards"
+    istage, cfg, paths = items_stage(stage), _config(config), None
+    out = []
+    for item, ikey in zip(items, item_keys, strict=True):
+        if not store.is_complete(istage, ikey):
+            check_fault(stage)
+            paths = paths or local_inputs(store, inputs)
+            t0 = time.perf_counter()
+            with store.open_stage(istage, ikey, inputs={"item": item, "stage_key": key},
+                                  config={s: config[s] for s in spec.shards.item_config or spec.config},
+                                  code=code_hash(spec)) as w:
+                summary = spec.shards.run(paths, w.path, cfg, [item])
+                w.write_json("summary.json", summary or {})
+                w.write_json("run.json", {"seconds": time.perf_counter() - t0, "host": os.uname().nodename})
+        out.append({"stage": istage, "key": ikey, "item": item})
+    return out
+
+
 @task(name="merge", **_TASK_OPTS)
 def merge_shards(stage: str, key: str, shards: list[dict], inputs: dict[str, str], store_root: str,
                  config: dict) -> dict:
-    """Merge a stage's shard artifacts into the stage artifact, then drop the shards."""
+    """Merge a stage's shard artifacts into the stage artifact, then drop the shards (per-item
+    artifacts stay: they are the cache the next run with more objects reuses)."""
     store = open_store(store_root)
     if store.is_complete(stage, key):
         return pointer(store, stage, key)
@@ -177,11 +207,14 @@ def merge_shards(stage: str, key: str, shards: list[dict], inputs: dict[str, str
     sections = {s: config[s] for s in spec.config}
     with store.open_stage(stage, key, inputs=inputs, config=sections, code=code_hash(spec)) as w:
         summary = spec.shards.merge(paths, shard_dirs, w.path, cfg)
+        if any("item" in s for s in shards):
+            write_item_keys(w.path, [s["item"] for s in shards], [s["key"] for s in shards])
         seconds = time.perf_counter() - t0
         w.write_json("summary.json", summary or {})
         w.write_json("run.json", {"merge_seconds": seconds, "shards": len(shards), "host": os.uname().nodename})
     for s in shards:
-        store.remove(s["stage"], s["key"])
+        if s["stage"].endswith(SHARD_SUFFIX):
+            store.remove(s["stage"], s["key"])
     return pointer(store, stage, key, summary, seconds)
 
 

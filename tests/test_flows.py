@@ -42,7 +42,9 @@ TOY_SOURCE = textwrap.dedent('''
     from dag.spec import Shards, StageSpec
     from stages.table import STAGES
 
-    ITEMS = [f"obj{i}" for i in range(6)]
+    def _items(cfg) -> list[str]:
+        """The toy objects: 6, or select.max_objects (a run that adds objects)."""
+        return [f"obj{i}" for i in range(cfg.select.max_objects or 6)]
 
 
     def _log(line: str) -> None:
@@ -72,13 +74,21 @@ TOY_SOURCE = textwrap.dedent('''
         time.sleep(float(os.environ.get("TOY_SLEEP", "0.3")))
 
 
-    def _value(stage: str, inputs: dict, cfg) -> str:
+    def _upstream(inputs: dict) -> dict:
         up = {}
         for d, p in sorted(inputs.items()):
             if not (p / "_SUCCESS").is_file():
                 raise RuntimeError(f"read an uncommitted artifact {p}")
             up[d] = json.loads((p / "data.json").read_text())["value"]
-        text = json.dumps([stage, up, cfg.digest(*STAGES[stage].config)])
+        return up
+
+
+    def _value(stage: str, inputs: dict, cfg) -> str:
+        """What a stage computes; a per-object stage's reads only its objects' config sections."""
+        spec = STAGES[stage]
+        per_item = spec.shards is not None and spec.shards.item_inputs is not None
+        sections = spec.shards.item_config or spec.config if per_item else spec.config
+        text = json.dumps([stage, _upstream(inputs), cfg.digest(*sections)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -93,7 +103,10 @@ TOY_SOURCE = textwrap.dedent('''
 
     def _sharded(stage: str) -> Shards:
         def items(inputs, cfg):
-            return list(ITEMS)
+            return _items(cfg)
+
+        def item_inputs(inputs, cfg, items):  # an item reads its upstream values (as a real object its folder)
+            return [hashlib.sha256(json.dumps([i, _upstream(inputs)]).encode()).hexdigest() for i in items]
 
         def run(inputs, out_dir, cfg, part):
             _behave(stage, out_dir, f"{stage}-shard", part)
@@ -103,13 +116,15 @@ TOY_SOURCE = textwrap.dedent('''
 
         def merge(inputs, dirs, out_dir, cfg):
             parts = [json.loads((d / "part.json").read_text()) for d in dirs]
-            if sum(parts, []) != ITEMS:
+            if sum(parts, []) != _items(cfg):
                 raise RuntimeError(f"shards missing or out of order: {parts}")
-            (out_dir / "data.json").write_text(json.dumps({"value": _value(stage, inputs, cfg)}))
+            value = {"value": _value(stage, inputs, cfg), "items": sum(parts, [])}  # as objects.json lists them
+            (out_dir / "data.json").write_text(json.dumps(value))
             _log(f"{stage} end")
             return {"shards": len(dirs)}
 
-        return Shards(items, run, merge)
+        per_item = STAGES[stage].shards.item_inputs is not None
+        return Shards(items, run, merge, item_inputs if per_item else None, STAGES[stage].shards.item_config)
 
 
     TOY_STAGES = {
@@ -258,7 +273,9 @@ def test_code_version_follows_imports_and_ignores_comments(tmp_path: Path) -> No
 def test_first_run_builds_every_stage_in_order(first_run: dict) -> None:
     assert executed(first_run["log"]) == STAGE_NAMES
     starts = shard_starts(first_run["log"], "seed")
-    assert len(starts) == 3  # 6 objects in shards of 2: never one task per item
+    assert sorted(ln.split("part=")[1] for ln in starts) == [f"['obj{i}']" for i in range(6)]  # one per object
+    assert "seed: 6 items, 0 already computed, 6 to compute in 3 task(s)" in first_run["stderr"]  # not a task each
+    assert len(shard_starts(first_run["log"], "postopt")) == 3  # reads the model: shards of 2, not per item
     assert len({ln.split("pid=")[1].split()[0] for ln in first_run["log"].read_text().splitlines()
                 if "-shard start" in ln}) == 2  # dag.workers=2 processes, one pool for every stage
     for name in STAGE_NAMES:
@@ -340,8 +357,8 @@ def test_injected_fault_names_stage_and_rerun_resumes(first_run: dict, toy_dir: 
 
 
 def test_sigkill_mid_stage_then_rerun(first_run: dict, toy_dir: Path, prefect_server: str) -> None:
-    """SIGKILL while the third lift shard runs: finished stages and shards are reused, the killed
-    shard restarts, no half-written artifact is ever committed or read."""
+    """SIGKILL while lift's fifth object runs: finished stages and objects are reused, only the killed
+    object and the one after it run again, no half-written artifact is ever committed or read."""
     out = first_run["out"]
     log = out / "toy-kill.log"
     args = ["run", "--out", str(out), "--set", "dag.shard_size=2", "--set", "lift.lift_height=0.5"]
@@ -352,10 +369,10 @@ def test_sigkill_mid_stage_then_rerun(first_run: dict, toy_dir: Path, prefect_se
     try:
         while True:
             text = log.read_text() if log.exists() else ""
-            if "part=['obj4', 'obj5']" in text and text.count("lift-shard end") == 2:
+            if "part=['obj4']" in text and text.count("lift-shard end") == 4:
                 break
             assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() - t0 < 120, "the slow shard never started"
+            assert time.monotonic() - t0 < 120, "the slow object never started"
             time.sleep(0.2)
         time.sleep(0.5)
     finally:
@@ -365,17 +382,32 @@ def test_sigkill_mid_stage_then_rerun(first_run: dict, toy_dir: Path, prefect_se
 
     store = open_store(out / "artifacts")
     assert len(store.list_keys("lift")) == 1  # only the first run's lift: the killed one never committed
-    assert len(store.list_keys("lift.shards")) == 2  # the two finished shards
-    leftovers = [p for p in (out / "artifacts" / "lift.shards").iterdir() if p.name.startswith(".tmp-")]
+    assert len(store.list_keys("lift.items")) == 6 + 4  # the first run's objects, and the 4 finished ones
+    leftovers = [p for p in (out / "artifacts" / "lift.items").iterdir() if p.name.startswith(".tmp-")]
     assert leftovers and all((p / "partial.bin").exists() for p in leftovers)  # the killed writer's temp
     log.unlink()
     p, _ = dexlite(args, _env(toy_dir, prefect_server, log))
     _check(p)
     assert executed(log) == ["lift", "dataset", "train", "sample", "postopt", "evaluate"]
-    assert [ln.split("part=")[1] for ln in shard_starts(log, "lift")] == ["['obj4', 'obj5']"]
+    assert [ln.split("part=")[1] for ln in shard_starts(log, "lift")] == ["['obj4']", "['obj5']"]
     assert len(store.list_keys("lift")) == 2
-    assert store.list_keys("lift.shards") == []  # merged, then dropped
+    assert len(store.list_keys("lift.items")) == 12  # per-object artifacts stay: the cache of later runs
     _verify_store(out / "artifacts")
+
+
+def test_more_objects_compute_only_the_new_objects(first_run: dict, toy_dir: Path, prefect_server: str) -> None:
+    """A seventh object: the per-object stages compute only obj6; the dataset is merged from every
+    object's artifact; the stages that read the model (post-optimisation, evaluation) rerun whole."""
+    log = first_run["out"] / "toy-more.log"
+    args = ["run", "--out", str(first_run["out"]), "--set", "dag.shard_size=2", "--set", "select.max_objects=7",
+            "--runner", "thread"]
+    p, _ = dexlite(args, _env(toy_dir, prefect_server, log))
+    _check(p)
+    assert executed(log) == STAGE_NAMES
+    for stage in ("objects", "stability", "seed", "lift"):
+        assert [ln.split("part=")[1] for ln in shard_starts(log, stage)] == ["['obj6']"], stage
+        assert f"{stage}: 7 items, 6 already computed, 1 to compute in 1 task(s)" in p.stderr
+    assert len(shard_starts(log, "postopt")) == 4  # 7 objects in shards of 2
 
 
 @pytest.mark.slow
@@ -397,7 +429,8 @@ def test_dask_local_cluster_runs_the_shards(toy_dir: Path, prefect_server: str, 
     _check(p)
     assert executed(log) == STAGE_NAMES
     shard_lines = [ln for ln in log.read_text().splitlines() if "-shard start" in ln]
-    assert len(shard_lines) == 2 * 6 and all("dask=True" in ln for ln in shard_lines)  # 6 sharded stages
+    # 4 per-object stages x 6 objects, 2 model-reading stages x 2 shards of 3
+    assert len(shard_lines) == 4 * 6 + 2 * 2 and all("dask=True" in ln for ln in shard_lines)
     assert _home_prefect_state() == before, "~/.prefect was touched"
 
 

@@ -237,6 +237,22 @@ def test_evaluate_grasps_over_object_folders(tmp_path):
         evaluate_grasps(pd.DataFrame({"object_id": ["missing-c"], "q": [far]}), tmp_path, cfg)
 
 
+def test_six_direction_test_on_each_objects_first_grasps_only(tmp_path):
+    """The lift stage's filter: every grasp lift-tested, the six-direction test on each object's first
+    ``six_dir_first`` grasps (the rest None), with the same verdicts as the full run on those."""
+    write_convex_objects(tmp_path, {"cube-a": CUBE, "cyl-b": CYLINDER})
+    cube, cyl = np.array(FIXTURES["cube_45mm"][0]), np.array(FIXTURES["cylinder_r25_h100"][0])
+    table = pd.DataFrame({"object_id": ["cube-a", "cyl-b", "cube-a", "cyl-b"], "q": [cube, cyl, cube, cyl]})
+    cfg = PipelineConfig(lift=dataclasses.replace(LiftConfig(), six_dir_time=0.5))
+    from dexlite_core.sim.evaluate import evaluate_grasps as evaluate
+
+    full, _ = evaluate(table, tmp_path, cfg, protocols=("lift",))
+    part, summary = evaluate(table, tmp_path, cfg, protocols=("lift",), six_dir_first=1)
+    assert part["lift_success"].tolist() == full["lift_success"].tolist()
+    assert part["six_dir_success"].tolist() == [full["six_dir_success"][0], full["six_dir_success"][1], None, None]
+    assert summary["n"] == 4
+
+
 def test_object_mass_properties_of_several_parts():
     """COM and inertia of a union of convex parts (an L of two boxes) match trimesh's exact values."""
     a = trimesh.creation.box((0.06, 0.02, 0.02))

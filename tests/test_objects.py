@@ -395,3 +395,115 @@ def test_bundled_sources_are_offline_and_deterministic():
     assert np.array_equal(m1.vertices, m2.vertices) and m1.is_watertight
     tiny = tiny_sources()
     assert 3 <= len(tiny) <= 4 and any(s.path is not None for s in tiny)
+
+
+# --------------------------------------------------------------------------- real size, several sizes
+
+
+def _box_file(path, extents, offset=(0.3, -0.2, 0.1)):
+    box = trimesh.creation.box(extents=extents)
+    box.apply_translation(offset)  # off-centre: real size still re-centres the bbox
+    box.export(path)
+    return path
+
+
+@pytest.mark.parametrize("extents", [(0.045, 0.03, 0.02), (0.16, 0.05, 0.04)])
+def test_real_size_keeps_a_metric_mesh_size(tmp_path, extents):
+    f = _box_file(tmp_path / "box.obj", extents)
+    a = ingest_mesh(f, tmp_path / "objs", dataclasses.replace(FAST, size=None))
+    assert np.allclose(a.mesh.extents, extents, atol=1e-4)
+    assert np.allclose(a.meta["extents"], extents, atol=1e-4)
+    assert np.allclose(a.mesh.bounds.mean(axis=0), 0.0, atol=1e-7)
+    assert a.meta["scale"] is None and a.meta["group"] == a.group == "box"
+    assert np.all(np.abs(a.points) <= np.asarray(extents) / 2 + 1e-5)
+
+
+def test_real_size_units_mm_scales_to_metres(tmp_path):
+    f = _box_file(tmp_path / "box-mm.obj", (45.0, 30.0, 20.0), offset=(100.0, 0.0, 0.0))
+    cfg = dataclasses.replace(FAST, size=None, units="mm")
+    a = ingest_mesh(f, tmp_path / "objs", cfg)
+    assert np.allclose(a.mesh.extents, (0.045, 0.03, 0.02), atol=1e-4)
+    assert a.meta["config"]["units"] == "mm"
+    # the same file read in metres is another object (and here an implausible one)
+    with pytest.raises(MeshError):
+        ingest_mesh(f, tmp_path / "objs", dataclasses.replace(cfg, units="m"))
+
+
+@pytest.mark.parametrize(("extents", "measured"), [((0.0005, 0.0003, 0.0002), "0.0005 m"), ((2.0, 1.0, 0.5), "2 m")])
+def test_implausible_real_size_is_a_one_line_error_naming_the_file(tmp_path, extents, measured):
+    f = _box_file(tmp_path / "odd.obj", extents, offset=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError) as e:
+        ingest_mesh(f, tmp_path / "objs", dataclasses.replace(FAST, size=None))
+    msg = str(e.value)
+    assert "\n" not in msg and str(f) in msg and measured in msg, msg
+    assert "--units" in msg and "--size" in msg, msg
+    assert "if in mm" in msg and "if in cm" in msg, msg  # what the file would be in other units
+    assert not list((tmp_path / "objs").glob("*/_SUCCESS"))
+    # a size does not need to be plausible: it is normalised
+    assert ingest_mesh(f, tmp_path / "objs", FAST).mesh.extents.max() == pytest.approx(0.10)
+
+
+def test_cli_ingest_of_an_implausible_real_size_is_one_stderr_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    f = _box_file(tmp_path / "huge.obj", (2.0, 1.0, 0.5))
+
+    def ingest(*args):
+        cmd = [sys.executable, "-m", "flows.cli", "ingest", str(f), "--out", str(tmp_path / "objs"), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=120)
+
+    p = ingest("--size", "real")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode != 0 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "huge.obj" in lines[0] and "--units" in lines[0] and "--size" in lines[0], lines[0]
+    p = ingest("--units", "km")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode != 0 and len(lines) == 1 and "--units" in lines[0] and "Traceback" not in p.stderr
+
+
+def test_scales_give_one_object_per_size_with_a_shared_group(tmp_path):
+    from dexlite_core.config import SelectConfig
+    from dexlite_core.objects.select import ingest_rows, select_sources
+
+    f = _box_file(tmp_path / "box.obj", (0.045, 0.03, 0.02))
+    cfg = dataclasses.replace(FAST, scales=(0.06, 0.12))
+    sources = select_sources(SelectConfig(bundled=(), meshes=(str(f),)), cfg)
+    assert list(sources) == [f"mesh:{f}@0.06", f"mesh:{f}@0.12"]
+    rows = ingest_rows(list(sources.values()), ingest_many(sources.values(), tmp_path / "objs", cfg))
+    assert all(r["ok"] for r in rows), rows
+    a, b = (load_object(r["path"]) for r in rows)
+    assert a.object_id != b.object_id and a.group == b.group == "box"
+    assert (a.meta["group"], a.meta["scale"], b.meta["scale"]) == ("box", 0.06, 0.12)
+    assert a.mesh.extents.max() == pytest.approx(0.06) and b.mesh.extents.max() == pytest.approx(0.12)
+    assert max(b.meta["extents"]) == pytest.approx(0.12)
+    bundled = select_sources(SelectConfig(bundled=("duck", "box-cube-6cm")), cfg)
+    assert list(bundled) == ["bundled:box-cube-6cm@0.06", "bundled:box-cube-6cm@0.12",
+                             "bundled:duck@0.06", "bundled:duck@0.12"]
+    assert {s.size for s in bundled.values()} == {0.06, 0.12}  # a scale wins over the bundled size
+    assert list(select_sources(SelectConfig(bundled=("duck",)), FAST)) == ["bundled:duck"]
+
+
+def test_bundled_meshes_at_real_size_use_their_urdf_scale():
+    from dexlite_core.objects.ingest import effective_config, real_unit_scale
+
+    by_name = {s.name: s for s in bundled_sources(n_random=1)}
+    assert by_name["duck"].unit_scale == 0.05 and by_name["mug"].unit_scale == 1.0
+    assert by_name["random-000"].unit_scale == 0.015 and by_name["bunny"].unit_scale is None
+    real = dataclasses.replace(FAST, size=None)
+    for name, size, scale in [("duck", None, 0.05), ("bunny", 0.10, None), ("box-cube-6cm", 0.06, None)]:
+        cfg = effective_config(by_name[name], real)
+        assert (cfg.size, real_unit_scale(by_name[name], cfg)) == (size, scale), name
+    assert effective_config(by_name["duck"], FAST).size == 0.10  # a number: the bundled size as before
+
+
+def test_object_ids_of_the_default_config_are_unchanged():
+    """New ObjectConfig fields at their defaults must not change published object ids."""
+    obj = b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n"
+    assert ingest_mod.object_id_for("tetra", obj, ObjectConfig()) == "tetra-b69f791f4d"
+    assert ingest_mod.object_id_for("tetra", obj, ObjectConfig(size=0.08)) == "tetra-282576590b"
+    assert ingest_mod.object_id_for("tetra", obj, ObjectConfig(size=None)) != "tetra-b69f791f4d"
+    with pytest.raises(ValueError, match="objects.size"):
+        ObjectConfig(scales=(0.1, 0.0))

@@ -87,6 +87,45 @@ def test_headline_is_validation_objects_and_train_objects_apart() -> None:
     assert only_train["evaluated_on"] == "training objects" and only_train["raw"]["n"] == 2
 
 
+def test_test_objects_are_their_own_section_and_never_the_headline(tmp_path: Path) -> None:
+    from dexlite_core.run_report import RunContext, run_report
+
+    df = concat_tables([
+        _evaluated("val-a", "raw", [True, False]), _evaluated("val-a", "postopt", [True, True]),
+        _evaluated("train-b", "raw", [True, True, True]),
+        _evaluated("test-c", "raw", [False, False, False, True]), _evaluated("test-c", "postopt", [True] * 4),
+    ]).to_pandas()  # fmt: skip
+    doc = report.evaluation(df, ["val-a"], test_ids=["test-c"])
+    assert doc["evaluated_on"] == "validation objects" and doc["raw"]["n"] == 2 and doc["raw"]["n_objects"] == 1
+    assert list(doc["train_objects"]) == ["raw"] and doc["train_objects"]["raw"]["n"] == 3
+    assert doc["test_objects"]["raw"]["n"] == 4 and doc["test_objects"]["raw"]["success_rate"] == 0.25
+    assert doc["test_objects"]["postopt"]["rates"]["lift"]["ci95"] == pytest.approx(list(wilson_interval(4, 4)))
+    assert doc["per_object"]["test-c"]["raw"]["test"] is True and doc["per_object"]["val-a"]["raw"]["test"] is False
+    # no validation object evaluated: the headline falls back to the training objects, never the test ones
+    no_val = report.evaluation(df[df["object_id"] != "val-a"], ["val-a"], test_ids=["test-c"])
+    assert no_val["evaluated_on"] == "training objects" and no_val["raw"]["n"] == 3 and "postopt" not in no_val
+    assert "train_objects" not in no_val and no_val["test_objects"]["raw"]["n"] == 4
+    only_test = report.evaluation(df[df["object_id"] == "test-c"], ["val-a"], test_ids=["test-c"])
+    assert only_test["evaluated_on"] == "no objects" and "raw" not in only_test and "test_objects" in only_test
+    # the rounds keep the test objects' figures apart, and both tables render
+    doc["rounds"] = [report.round_row(doc, 1, 10), report.round_row(doc, 2, 14)]
+    assert doc["rounds"][1]["test_objects"]["raw"]["rates"]["lift"]["n"] == 4
+    assert doc["rounds"][1]["raw"]["n"] == 2
+    md = report.render_markdown(doc)
+    test_part = md.split(f"## {report.TEST_TITLE}")[1].split("## ")[0]
+    assert "| raw | 4 | 25.0% [" in test_part and "| postopt | 4 | 100.0% [" in test_part
+    assert "## Rounds, test objects" in md and "| 2 | 14 | 25.0% [" in md.split("## Rounds, test objects")[1]
+    report.write_report(tmp_path, doc, {})
+    assert report.TEST_TITLE.split(":")[0] in (tmp_path / "report.html").read_text()
+    # the run report: the split's "test" list, and a split of an older run without one
+    ctx = dict(dataset_stats={"round": 1, "grasps": 9}, seed_lift={}, n_ingested=3, n_kept=3)
+    full = run_report(df, RunContext(split={"train": ["train-b"], "val": ["val-a"], "test": ["test-c"]}, **ctx),
+                      PipelineConfig())
+    assert full["test_objects"]["raw"]["n"] == 4 and full["train"]["test"] == ["test-c"]
+    old = run_report(df, RunContext(split={"train": ["train-b", "test-c"], "val": ["val-a"]}, **ctx), PipelineConfig())
+    assert "test_objects" not in old and old["train_objects"]["raw"]["n"] == 7 and old["raw"]["n"] == 2
+
+
 def test_joint_entropy_zero_for_identical_grasps_and_high_for_spread_ones() -> None:
     same = np.repeat(_poses(1), 200, axis=0)
     assert report.joint_entropy(same) == 0.0

@@ -51,6 +51,11 @@ class ObjectAsset:
     def name(self) -> str:
         return str(self.meta.get("name", self.object_id))
 
+    @property
+    def group(self) -> str:
+        """The object's identity shared by all its scales (``ObjectConfig.scales``); older folders: name."""
+        return str(self.meta.get("group") or self.name)
+
     @cached_property
     def mesh(self) -> trimesh.Trimesh:
         return _load_mesh(self.path / MESH, self.path)

@@ -2,11 +2,13 @@
 
 Everything is offline and installs with the project (``pybullet`` brings ``pybullet_data``).
 Primitives come in several proportions and sizes (``ObjectSource.size`` overrides
-``ObjectConfig.size``: the longest bounding-box edge in metres).
+``ObjectConfig.size``: the longest bounding-box edge in metres). Meshes keep a size too; at real size
+(``ObjectConfig.size`` None) those with a URDF use its mesh scale instead (``ObjectSource.unit_scale``).
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,12 @@ PRIMITIVES: list[tuple[str, str, dict[str, Any], float]] = [
     ("torus-thick-9cm", "torus", {"major_radius": 0.3, "minor_radius": 0.18}, 0.09),
 ]
 
-# (name, path under pybullet_data, longest edge in metres)
-REAL_MESHES: list[tuple[str, str, float]] = [
-    ("bunny", "bunny.obj", 0.10),
-    ("duck", "duck.obj", 0.10),
-    ("teddy", "teddy2_VHACD_CHs.obj", 0.12),  # teddy_vhacd.urdf's mesh: a union of convex hulls
-    ("mug", "objects/mug.obj", 0.11),
+# (name, path under pybullet_data, longest edge in metres, URDF giving its metric scale or None)
+REAL_MESHES: list[tuple[str, str, float, str | None]] = [
+    ("bunny", "bunny.obj", 0.10, None),  # no URDF: keeps its 10 cm at real size too (the file is ~2 m)
+    ("duck", "duck.obj", 0.10, "duck_vhacd.urdf"),
+    ("teddy", "teddy2_VHACD_CHs.obj", 0.12, "teddy_vhacd.urdf"),  # its mesh: a union of convex hulls
+    ("mug", "objects/mug.obj", 0.11, "objects/mug.urdf"),
 ]
 
 N_RANDOM = 1000  # pybullet_data/random_urdfs/000 .. 999
@@ -54,6 +56,18 @@ def pybullet_data_dir() -> Path:
     import pybullet_data
 
     return Path(pybullet_data.getDataPath())
+
+
+def urdf_mesh_scale(urdf: Path, mesh: str) -> float | None:
+    """The uniform ``<mesh scale>`` (metres per unit; 1 when absent) the URDF gives the mesh file named
+    `mesh`; None when the URDF is missing or unreadable, does not use the mesh, or scales it unevenly."""
+    try:
+        elems = ET.parse(urdf).getroot().iter("mesh")
+        scales = {e.get("scale", "1 1 1") for e in elems if Path(e.get("filename", "")).name == mesh}
+        (scale,) = {float(v) for s in scales for v in s.split()}
+    except (OSError, ET.ParseError, ValueError):  # ValueError: no / several scales, or not numbers
+        return None
+    return scale if scale > 0 else None
 
 
 def primitive_sources() -> list[ObjectSource]:
@@ -73,8 +87,9 @@ def real_sources() -> list[ObjectSource]:
     """Real meshes from pybullet_data (those present in the installed version)."""
     root = pybullet_data_dir()
     return [
-        ObjectSource(name=name, path=root / rel, size=size)
-        for name, rel, size in REAL_MESHES
+        ObjectSource(name=name, path=root / rel, size=size,
+                     unit_scale=urdf_mesh_scale(root / urdf, Path(rel).name) if urdf else None)
+        for name, rel, size, urdf in REAL_MESHES
         if (root / rel).is_file()
     ]
 
@@ -86,7 +101,8 @@ def random_sources(n: int, start: int = 0) -> list[ObjectSource]:
     for i in range(start, min(start + max(n, 0), N_RANDOM)):
         p = root / f"{i:03d}" / f"{i:03d}.obj"
         if p.is_file():
-            out.append(ObjectSource(name=f"random-{i:03d}", path=p, size=RANDOM_SIZE))
+            unit_scale = urdf_mesh_scale(p.with_suffix(".urdf"), p.name)
+            out.append(ObjectSource(name=f"random-{i:03d}", path=p, size=RANDOM_SIZE, unit_scale=unit_scale))
     return out
 
 

@@ -46,6 +46,10 @@ from dexlite_core.objects.source import MeshError, ObjectSource, as_source, read
 
 FORMAT_VERSION = 1
 SourceLike = ObjectSource | str | Path | trimesh.Trimesh
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}  # metres per unit (ObjectConfig.units)
+REAL_SIZE_RANGE = (0.01, 0.50)  # plausible longest edge [m] of an object kept at its real size
+# fields added after object ids were first published: hashed only when set, so existing ids stay
+_LATER_FIELDS = {f.name: f.default for f in dataclasses.fields(ObjectConfig) if f.name in ("units", "scales")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,14 +105,46 @@ def farthest_point_sampling(points: np.ndarray, n: int, start: int = 0) -> np.nd
 # Ingest
 
 
-def object_id_for(name: str, source_bytes: bytes, cfg: ObjectConfig) -> str:
-    """``<slug>-<sha256[:10]>`` of the source bytes followed by the JSON of `cfg`."""
-    cfg_json = json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode()
+def object_id_for(name: str, source_bytes: bytes, cfg: ObjectConfig, unit_scale: float | None = None) -> str:
+    """``<slug>-<sha256[:10]>`` of the source bytes followed by the JSON of `cfg` (and of `unit_scale`,
+    a source's own metres per unit at real size, when given)."""
+    d = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    if unit_scale is not None:
+        d["unit_scale"] = float(unit_scale)
+    cfg_json = json.dumps(d, sort_keys=True).encode()
     return f"{slugify(name)}-{hashlib.sha256(source_bytes + cfg_json).hexdigest()[:10]}"
 
 
 def effective_config(src: ObjectSource, cfg: ObjectConfig) -> ObjectConfig:
-    return dataclasses.replace(cfg, size=float(src.size)) if src.size is not None else cfg
+    """The config `src` is ingested with: its own `size` (bundled primitive, one of several scales)
+    unless it is kept at real size with a scale of its own (a bundled mesh's URDF). Fields that do not
+    apply to it go back to their defaults, so they neither change its object id nor mislead in meta."""
+    if src.size is not None and not (cfg.size is None and src.unit_scale is not None):
+        cfg = dataclasses.replace(cfg, size=float(src.size))
+    units = cfg.units if cfg.size is None and src.unit_scale is None else "m"
+    return dataclasses.replace(cfg, units=units, scales=())
+
+
+def real_unit_scale(src: ObjectSource, cfg: ObjectConfig) -> float | None:
+    """Metres per mesh unit of an object kept at real size (`cfg` effective, size None), else None."""
+    if cfg.size is not None:
+        return None
+    return src.unit_scale if src.unit_scale is not None else UNITS[cfg.units]
+
+
+def check_real_size(src: ObjectSource, raw: trimesh.Trimesh, unit_scale: float) -> None:
+    """Refuse a mesh kept at real size that is no hand-sized object: most likely its file is in another
+    unit than assumed (mm read as m), so the one-line MeshError says what the other units would give."""
+    ext = float(np.ptp(np.asarray(raw.vertices), axis=0).max()) if len(raw.vertices) else 0.0
+    lo, hi = REAL_SIZE_RANGE
+    if not (np.isfinite(ext) and ext > 0) or lo <= ext * unit_scale <= hi:
+        return  # in range, or degenerate (repair reports that)
+    read_as = next((f"units {u}" for u, f in UNITS.items() if f == unit_scale and src.unit_scale is None),
+                   f"scale {unit_scale:g} m per unit")
+    alt = ", ".join(f"{ext * f:.4g} m if in {u}" for u, f in UNITS.items() if f != unit_scale)
+    raise MeshError(src.label, f"longest bounding-box edge {ext * unit_scale:.4g} m at real size (read with "
+                    f"{read_as}; {alt}), outside the plausible {lo:g}-{hi:g} m: normalise it with --size "
+                    f"<metres> (objects.size) or give the file's units with --units mm|cm|m (objects.units)")
 
 
 def ingest_mesh(source: SourceLike, out_root: str | Path, cfg: ObjectConfig | None = None) -> ObjectAsset:
@@ -121,8 +157,12 @@ def ingest_mesh(source: SourceLike, out_root: str | Path, cfg: ObjectConfig | No
     cfg = cfg or ObjectConfig()
     src = as_source(source)
     cfg = effective_config(src, cfg)
+    unit_scale = real_unit_scale(src, cfg)
     data, raw = read_source(src)
-    object_id = object_id_for(src.name, data, cfg)
+    if unit_scale is not None:
+        check_real_size(src, raw, unit_scale)
+    # a source's own unit scale is hashed; cfg.units already is (both set how big the object is)
+    object_id = object_id_for(src.name, data, cfg, src.unit_scale if unit_scale is not None else None)
     root = Path(out_root)
     target = root / object_id
     if is_complete(target):
@@ -130,7 +170,7 @@ def ingest_mesh(source: SourceLike, out_root: str | Path, cfg: ObjectConfig | No
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{object_id}-", dir=root))
     try:
-        _build(src, data, raw, object_id, cfg, tmp)
+        _build(src, data, raw, object_id, cfg, tmp, unit_scale)
         if target.exists() and not is_complete(target):
             shutil.rmtree(target)  # not ours (we only ever rename complete folders): stale junk
         try:
@@ -146,11 +186,18 @@ def ingest_mesh(source: SourceLike, out_root: str | Path, cfg: ObjectConfig | No
 
 
 def _build(
-    src: ObjectSource, data: bytes, raw: trimesh.Trimesh, object_id: str, cfg: ObjectConfig, out: Path
+    src: ObjectSource,
+    data: bytes,
+    raw: trimesh.Trimesh,
+    object_id: str,
+    cfg: ObjectConfig,
+    out: Path,
+    unit_scale: float | None = None,
 ) -> None:
-    """Run every ingest step on `raw` and write the object's files, ``_SUCCESS`` last, into `out`."""
+    """Run every ingest step on `raw` and write the object's files, ``_SUCCESS`` last, into `out`.
+    `unit_scale`: metres per unit when the object keeps its real size (``cfg.size`` None)."""
     clock = _Stopwatch()
-    mesh, bodies, norm, repair_info = _repaired_mesh(raw, src.label, cfg)
+    mesh, bodies, norm, repair_info = _repaired_mesh(raw, src.label, cfg, unit_scale or 1.0)
     clock.lap("repair")
 
     sdf = compute_sdf(mesh, cfg.sdf_resolution, cfg.sdf_padding, seed=cfg.seed)
@@ -201,19 +248,22 @@ class _Stopwatch:
         self._t = now
 
 
-def _seam_edge(raw: trimesh.Trimesh, cfg: ObjectConfig) -> float | None:
+def _seam_edge(raw: trimesh.Trimesh, cfg: ObjectConfig, unit_scale: float) -> float | None:
     """Longest edge for resolving seams of overlapping bodies: about one SDF voxel, in source units."""
-    rel_voxel = (1.0 + 2.0 * cfg.sdf_padding / cfg.size) / max(cfg.sdf_resolution - 1, 1)
     ext = float(np.ptp(np.asarray(raw.vertices), axis=0).max()) if len(raw.vertices) else 0.0
-    return rel_voxel * ext if np.isfinite(ext) and ext > 0 else None
+    if not (np.isfinite(ext) and ext > 0):
+        return None
+    size = cfg.size if cfg.size is not None else ext * unit_scale  # the object's longest edge [m]
+    return (1.0 + 2.0 * cfg.sdf_padding / size) / max(cfg.sdf_resolution - 1, 1) * ext
 
 
 def _repaired_mesh(
-    raw: trimesh.Trimesh, label: str, cfg: ObjectConfig
+    raw: trimesh.Trimesh, label: str, cfg: ObjectConfig, unit_scale: float = 1.0
 ) -> tuple[trimesh.Trimesh, Bodies, dict[str, Any], dict[str, Any]]:
-    """Repair `raw` and normalise it to ``cfg.size``; returns (mesh, bodies, normalisation, repair info)."""
-    mesh, bodies, repair_info = repair_mesh(raw, label, max_edge=_seam_edge(raw, cfg))
-    mesh, norm = normalize_mesh(mesh, cfg.size)
+    """Repair `raw` and normalise it to ``cfg.size`` (size None: scale by `unit_scale`, real size);
+    returns (mesh, bodies, normalisation, repair info)."""
+    mesh, bodies, repair_info = repair_mesh(raw, label, max_edge=_seam_edge(raw, cfg, unit_scale))
+    mesh, norm = normalize_mesh(mesh, cfg.size, unit_scale)
     bodies = bodies.transformed(np.asarray(norm["center"]), norm["scale"])
     return mesh, bodies, norm, repair_info
 
@@ -225,7 +275,7 @@ def _seam_filter(
     face_body = bodies.face_body
     if face_body is None or len(bodies.closed) <= 1:
         return None
-    delta = 1e-3 * cfg.size
+    delta = 1e-3 * float(mesh.extents.max())  # = 1e-3 cfg.size, also at real size (size None)
 
     def keep(p: np.ndarray, fi: np.ndarray) -> np.ndarray:
         return ~bodies.inside_other(p + delta * mesh.face_normals[fi], face_body[fi])
@@ -291,6 +341,8 @@ def _object_meta(
     return {
         "object_id": object_id,
         "name": src.name,
+        "group": src.group or src.name,  # shared by the scales of one object (ObjectConfig.scales)
+        "scale": cfg.size,  # the longest edge it was normalised to [m]; None: real size
         "source": src.describe(),
         "source_sha256": hashlib.sha256(data).hexdigest(),
         "config": dataclasses.asdict(cfg),

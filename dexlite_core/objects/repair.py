@@ -256,14 +256,17 @@ def _inside_any(points: np.ndarray, bodies: list[trimesh.Trimesh]) -> np.ndarray
     return out
 
 
-def normalize_mesh(mesh: trimesh.Trimesh, size: float) -> tuple[trimesh.Trimesh, dict[str, Any]]:
-    """Centre the bounding box at the origin and scale the longest bbox edge to `size` metres.
+def normalize_mesh(
+    mesh: trimesh.Trimesh, size: float | None, unit_scale: float = 1.0
+) -> tuple[trimesh.Trimesh, dict[str, Any]]:
+    """Centre the bounding box at the origin and scale the longest bbox edge to `size` metres, or,
+    with `size` None, by `unit_scale` (metres per mesh unit: the mesh keeps its real size).
 
     Returns (new mesh, {"center": original bbox centre (3,), "scale": factor, "original_extents"});
     an original point p maps to ``(p - center) * scale``.
     """
     center = mesh.bounds.mean(axis=0)
-    scale = float(size) / float(mesh.extents.max())
+    scale = float(unit_scale) if size is None else float(size) / float(mesh.extents.max())
     out = mesh.copy()
     out.apply_translation(-center)
     out.apply_scale(scale)

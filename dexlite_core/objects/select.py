@@ -4,12 +4,13 @@ both use these."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dexlite_core.config import SelectConfig
+from dexlite_core.config import ObjectConfig, SelectConfig
 from dexlite_core.objects.bundled import bundled_sources
 from dexlite_core.objects.source import MESH_EXTENSIONS, ObjectSource
 
@@ -25,9 +26,21 @@ def mesh_files(path: str | Path, label: str = "") -> list[Path]:
     raise FileNotFoundError(f"{label + ': ' if label else ''}{p} does not exist")
 
 
-def select_sources(select: SelectConfig) -> dict[str, ObjectSource]:
+def scaled(sources: dict[str, ObjectSource], scales: Sequence[float]) -> dict[str, ObjectSource]:
+    """Each item once per longest edge in `scales` (``<item>@<scale>``, DexGraspNet's several sizes),
+    or the items as they are when `scales` is empty. An instance is normalised to its scale even at
+    real size (no unit scale); its name carries the scale (readable ids), its group the object."""
+    if not scales:
+        return sources
+    return {f"{item}@{x:g}": dataclasses.replace(s, name=f"{s.name}@{x:g}", size=float(x), unit_scale=None,
+                                                 group=s.group or s.name)
+            for item, s in sources.items() for x in scales}
+
+
+def select_sources(select: SelectConfig, objects: ObjectConfig | None = None) -> dict[str, ObjectSource]:
     """Item name -> ObjectSource for a selection: ``bundled:<name>`` (fnmatch patterns, sorted by
-    name, the first ``max_objects``) then ``mesh:<path>`` for each mesh file of ``select.meshes``."""
+    name, the first ``max_objects``) then ``mesh:<path>`` for each mesh file of ``select.meshes``;
+    with ``objects.scales``, each of them once per scale (:func:`scaled`)."""
     out: dict[str, ObjectSource] = {}
     if select.bundled:
         matched = sorted((s for s in bundled_sources(n_random=select.n_random)
@@ -37,7 +50,7 @@ def select_sources(select: SelectConfig) -> dict[str, ObjectSource]:
         out.update({f"bundled:{s.name}": s for s in matched})
     for m in select.meshes:
         out.update({f"mesh:{p}": ObjectSource.from_path(p) for p in mesh_files(m, "select.meshes")})
-    return out
+    return scaled(out, objects.scales if objects is not None else ())
 
 
 def ingest_rows(sources: Sequence[ObjectSource], report: Any) -> list[dict[str, Any]]:

@@ -34,7 +34,10 @@ class ObjectSource:
     """One object to ingest: a mesh file (`path`) or a mesh generator (`generator`, no arguments).
 
     `size` (metres), when set, overrides ``ObjectConfig.size`` for this object (bundled primitives
-    come in several sizes). `params` describes a generated shape (goes into meta.json).
+    come in several sizes). `unit_scale`: metres per mesh unit when the object is kept at its real
+    size (``ObjectConfig.size`` None), known for a bundled mesh from its URDF; it then wins over
+    `size` and ``ObjectConfig.units``. `group`: the object's identity shared by all its scales (meta's
+    ``group``; default `name`). `params` describes a generated shape (goes into meta.json).
     """
 
     name: str
@@ -42,6 +45,8 @@ class ObjectSource:
     generator: Callable[[], trimesh.Trimesh] | None = None
     size: float | None = None
     params: dict[str, Any] = field(default_factory=dict, compare=False)
+    unit_scale: float | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.generator is None):

@@ -51,6 +51,7 @@ def evaluate_grasps(
     workers: int = 1,
     protocols: Sequence[str] | None = None,
     six_directions: bool = True,
+    six_dir_first: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run `protocols` (default ``cfg.evaluate.protocols``) on every grasp of `table`.
 
@@ -60,6 +61,7 @@ def evaluate_grasps(
         cfg: the pipeline config (its ``lift``, ``dexgraspbench`` and ``evaluate`` sections).
         workers: processes; results do not depend on it.
         six_directions: the lift protocol's six-direction test too.
+        six_dir_first: > 0: the six-direction test on each object's first that many grasps only.
     Returns:
         (one row per grasp in table order: ``object_id`` then :func:`result_columns`, the summary
         of :func:`summarise`).
@@ -68,7 +70,7 @@ def evaluate_grasps(
     cfg = cfg or PipelineConfig()
     protocols = tuple(protocols or cfg.evaluate.protocols)
     df = lift.run_protocols(table, objects_root, protocol_configs(cfg, protocols), workers, six_directions,
-                            result_columns(protocols))
+                            result_columns(protocols), six_dir_first)
     summary = summarise(df, protocols, cfg.evaluate.max_penetration)
     summary["wall_time_s"] = time.perf_counter() - t0
     return df, summary
@@ -90,13 +92,13 @@ def summarise(df: pd.DataFrame, protocols: Sequence[str], max_penetration: float
     return out
 
 
-def evaluate_table(table: pa.Table, objects_root: str | Path, cfg: PipelineConfig,
-                   protocols: Sequence[str] = ("lift",), workers: int = 1) -> tuple[pa.Table, dict[str, Any]]:
+def evaluate_table(table: pa.Table, objects_root: str | Path, cfg: PipelineConfig, protocols: Sequence[str] = ("lift",),
+                   workers: int = 1, six_dir_first: int = 0) -> tuple[pa.Table, dict[str, Any]]:
     """:func:`evaluate_grasps` of a grasp table (docs/CONTRACTS.md), returned as the same table with
     the result columns the grasp schema holds filled in, and the summary."""
     if table.num_rows == 0:
         return table, {"n": 0}
-    df, summary = evaluate_grasps(table, objects_root, cfg, workers, protocols)
+    df, summary = evaluate_grasps(table, objects_root, cfg, workers, protocols, six_dir_first=six_dir_first)
     if len(df) != table.num_rows:
         raise RuntimeError(f"evaluate_grasps returned {len(df)} rows for {table.num_rows} grasps")
     for col in df.columns:

@@ -574,6 +574,7 @@ class _Task:
     key: str  # object key (the geometry digest)
     index: np.ndarray  # (b,) positions of these poses in the caller's order
     poses: np.ndarray  # (b, 28)
+    six: bool | None = None  # the six-direction test for these poses; None: the call's flag
 
 
 # The protocols a batch runs, each named by its config's type: LiftConfig -> this module's lift test,
@@ -647,12 +648,12 @@ def _run_many(
     rows: list[dict[str, Any] | None] = [None] * n
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
-            for i, r in zip(t.index, _run_task(objects[t.key], cfg, t.poses, six), strict=True):
+            for i, r in zip(t.index, _run_task(objects[t.key], cfg, t.poses, _six(t, six)), strict=True):
                 rows[int(i)] = r
     else:
         pool = worker_pool(workers)
         try:
-            futures = [(t, pool.submit(_run_task, objects[t.key], cfg, t.poses, six)) for t in tasks]
+            futures = [(t, pool.submit(_run_task, objects[t.key], cfg, t.poses, _six(t, six))) for t in tasks]
             for t, fut in futures:
                 for i, r in zip(t.index, fut.result(), strict=True):
                     rows[int(i)] = r
@@ -660,6 +661,10 @@ def _run_many(
             shutdown_pool()
             raise
     return rows  # type: ignore[return-value]
+
+
+def _six(task: _Task, six: bool) -> bool:
+    return six if task.six is None else task.six
 
 
 def _chunks(index: np.ndarray, workers: int, chunk_size: int | None) -> list[np.ndarray]:
@@ -736,11 +741,13 @@ def grasp_table_poses(table: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def run_protocols(
     table: Any, objects_root: str | Path, cfgs: ProtocolConfigs, workers: int = 1, six_directions: bool = True,
-    columns: Sequence[str] = COLUMNS,
+    columns: Sequence[str] = COLUMNS, six_dir_first: int = 0,
 ) -> pd.DataFrame:
     """Run the protocols `cfgs` (:data:`ProtocolConfigs`) on every grasp of a grasp table against
     the object folders under `objects_root`; one row per grasp in the table's order: ``object_id``
-    then `columns`. All objects' grasps share one pool of `workers` processes."""
+    then `columns`. All objects' grasps share one pool of `workers` processes. ``six_dir_first`` > 0
+    limits the six-direction test to each object's first that many grasps (a sample for the rate;
+    the others get ``six_dir_success`` None)."""
     ids, q = grasp_table_poses(table)
     root = Path(objects_root)
     objects: dict[str, ObjectGeometry] = {}
@@ -751,7 +758,12 @@ def run_protocols(
         except (FileNotFoundError, ValueError) as exc:
             raise type(exc)(f"object {oid!r}: {exc}") from exc
         rows = np.flatnonzero(ids == oid)
-        tasks += [_Task(oid, c, q[c]) for c in _chunks(rows, workers, None)]
+        if six_directions and six_dir_first > 0:
+            head, rest = rows[:six_dir_first], rows[six_dir_first:]
+            tasks += [_Task(oid, c, q[c], True) for c in _chunks(head, workers, None)]
+            tasks += [_Task(oid, c, q[c], False) for c in _chunks(rest, workers, None)]
+        else:
+            tasks += [_Task(oid, c, q[c]) for c in _chunks(rows, workers, None)]
     out = _frame(_run_many(objects, tasks, len(ids), tuple(cfgs), workers, six_directions), columns)
     out.insert(0, "object_id", ids)
     return out

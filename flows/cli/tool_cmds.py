@@ -25,34 +25,62 @@ def ingest(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder of object folders")] = Path("objects"),
     bundled: Annotated[bool, typer.Option(help="ingest the configured selection (select.*)")] = False,
     config: ConfigOpt = None,
+    sets: SetOpt = None,
     workers: Annotated[int, typer.Option(help="processes")] = 1,
+    size: Annotated[str | None, typer.Option(
+        metavar="METRES", help="longest bbox edge to normalise to, or 'real' to keep the mesh's size "
+        "(objects.size)")] = None,
+    units: Annotated[str | None, typer.Option(
+        metavar="m|cm|mm", help="unit of the mesh files, kept at real size unless --size is given "
+        "(objects.units)")] = None,
 ) -> None:
     """Ingest meshes into object folders (docs/CONTRACTS.md): `ok` lines on stdout, one `FAILED <file>:
-    <reason>` line per failure on stderr; exit 0 when at least one mesh was ingested, else 1."""
+    <reason>` line per failure on stderr (a single mesh: the summary on that same line); exit 0 when at
+    least one mesh was ingested, else 1."""
+    import dataclasses
+
     quiet_logging()
-    cfg = load_cfg(config, None)
+    cfg = load_cfg(config, sets)
+    objects = cfg.objects
+    if size is not None:
+        try:
+            metres = None if size.strip().lower() == "real" else float(size)
+        except ValueError:
+            metres = -1.0
+        if metres is not None and not 0 < metres < math.inf:
+            fail(f"--size {size!r}: expected a positive number of metres or 'real'", 2)
+        objects = dataclasses.replace(objects, size=metres)
+    if units is not None:
+        if units not in ("m", "cm", "mm"):
+            fail(f"--units {units!r}: expected m, cm or mm", 2)
+        # units only matter at real size: without --size, giving them means "keep the file's size"
+        objects = dataclasses.replace(objects, units=units, size=objects.size if size is not None else None)
     from dexlite_core.objects import ingest_many
-    from dexlite_core.objects.select import ingest_rows, mesh_files, select_sources
+    from dexlite_core.objects.select import ingest_rows, mesh_files, scaled, select_sources
     from dexlite_core.objects.source import MESH_EXTENSIONS, ObjectSource
 
     if mesh_or_dir is None or bundled:
-        sources = list(select_sources(cfg.select).values())
+        sources = list(select_sources(cfg.select, objects).values())
     else:
         if not mesh_or_dir.exists():
             fail(f"{mesh_or_dir}: no such file or folder")
         files = mesh_files(mesh_or_dir)
         if not files:
             fail(f"{mesh_or_dir}: no mesh files ({', '.join(MESH_EXTENSIONS)})")
-        sources = [ObjectSource.from_path(f) for f in files]
+        sources = list(scaled({str(f): ObjectSource.from_path(f) for f in files}, objects.scales).values())
     out.mkdir(parents=True, exist_ok=True)
-    rows = ingest_rows(sources, ingest_many(sources, out, cfg.objects, workers=workers))
+    rows = ingest_rows(sources, ingest_many(sources, out, objects, workers=workers))
+    n_ok = sum(r["ok"] for r in rows)
+    total = f"{n_ok} ingested, {len(rows) - n_ok} failed -> {out}"
+    alone = len(rows) == 1 and n_ok == 0  # a single failed mesh: one stderr line, like any command's error
     for row in rows:
         if row["ok"]:
             typer.echo(f"ok      {row['source']} -> {row['path']}")
         else:
-            typer.secho(one_line(f"FAILED  {row['source']}: {row['error']}"), err=True, fg=typer.colors.RED)
-    n_ok = sum(r["ok"] for r in rows)
-    typer.echo(f"{n_ok} ingested, {len(rows) - n_ok} failed -> {out}", err=n_ok == 0)
+            line = f"FAILED  {row['source']}: {row['error']}" + (f" ({total})" if alone else "")
+            typer.secho(one_line(line), err=True, fg=typer.colors.RED)
+    if not alone:
+        typer.echo(total, err=n_ok == 0)
     raise typer.Exit(0 if n_ok > 0 else 1)
 
 
