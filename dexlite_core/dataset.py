@@ -1,4 +1,5 @@
-"""The grasp table: one explicit Arrow schema for every stage's grasps (seed, raw, expanded, postopt).
+"""The grasp table: one explicit Arrow schema for every stage's grasps (seed, raw, expanded, postopt,
+baseline).
 
 One row per grasp. Columns (all tables carry every column; a stage leaves the others null):
 
@@ -29,7 +30,7 @@ import pyarrow as pa
 from dexlite_core.hand.asset import POSE_DIM, POSE_NAMES
 
 SCHEMA_VERSION = 1
-SOURCES: tuple[str, ...] = ("seed", "raw", "expanded", "postopt")
+SOURCES: tuple[str, ...] = ("seed", "raw", "expanded", "postopt", "baseline")
 LIFT_COLUMNS: tuple[str, ...] = (
     "lift_success",
     "lift_ratio",

@@ -1,5 +1,5 @@
-"""Final evaluation report: raw samples vs. expanded vs. post-optimised, as `report.json`,
-`report.md` and `report.html`.
+"""Final evaluation report: the no-CVAE baseline vs. raw samples vs. expanded vs. post-optimised, as
+`report.json`, `report.md` and `report.html`.
 
 Every grasp goes through two named MuJoCo protocols (:mod:`dexlite_core.validity`): ``lift`` (the
 write-up's 1 m lift, plus the six-direction test) and ``dexgraspbench`` (DexGraspBench's squeeze and
@@ -7,11 +7,12 @@ six pushes). A grasp counts as a success only when it passes the protocol AND is
 hand-object and hand-hand penetration <= ``max_penetration`` (5 mm; 1 mm beside it). Every rate
 carries its n and a 95% Wilson interval (:mod:`dexlite_core.stats`).
 
-Per group (raw / expanded / postopt): the rates per protocol (valid, valid at 1 mm, ungated),
-six-direction rate, unstable simulations, penetration and self-penetration (mm), contact count,
-Ferrari-Canny q1, mean contact distance (E_dis / K), diversity (DexGraspNet's per-joint entropy in
-bits over 20 bins, DGTR's in nats over 100 bins, DexGraspBench's PCA cumulative variance of the top
-5 components) and time per grasp when the caller gives it.
+Per group (baseline / raw / expanded / postopt; baseline: DexGraspNet's initialisation followed by
+the post-optimisation's annealing steps, no CVAE, the compute-matched baseline): the rates per
+protocol (valid, valid at 1 mm, ungated), six-direction rate, unstable simulations, penetration and
+self-penetration (mm), contact count, Ferrari-Canny q1, mean contact distance (E_dis / K), diversity
+(DexGraspNet's per-joint entropy in bits over 20 bins, DGTR's in nats over 100 bins, DexGraspBench's
+PCA cumulative variance of the top 5 components) and time per grasp when the caller gives it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,16 @@ from .stats import format_rate, rate_entry
 ENTROPY_BINS = 20
 ENTROPY_BINS_NATS = 100  # DGTR / DexGraspNet evaluator: 100 bins per joint, natural log
 PCA_COMPONENTS = 5  # DexGraspBench: cumulative explained variance of the top 5 components
-SOURCES = ("raw", "expanded", "postopt")
+SOURCES = ("baseline", "raw", "expanded", "postopt")
+
+
+def source_label(src: str, doc: Mapping[str, Any] | None = None) -> str:
+    """A source as the tables name it: the baseline spelled out (its step count from the run report's
+    ``baseline_steps`` when given), the others by their key."""
+    if src != "baseline":
+        return src
+    steps = (doc or {}).get("baseline_steps")
+    return f"no CVAE (init + {steps} steps)" if steps else "no CVAE (init + post-opt steps)"
 
 
 def joint_entropy(q: np.ndarray, bins: int = ENTROPY_BINS, base: float = 2.0) -> float:
@@ -190,7 +200,7 @@ def evaluation(
     """Figures of evaluated grasps `df` (grasp schema + protocol and analytic columns), by source;
     `seconds`: seconds per grasp to produce each source (e.g. post-optimisation), reported beside it.
 
-    The headline (top-level ``raw`` / ``expanded`` / ``postopt``) is computed on the validation
+    The headline (top-level ``baseline`` / ``raw`` / ``expanded`` / ``postopt``) is computed on the validation
     objects `val_ids` (never trained on) when any were evaluated, else on every object but the test
     objects; the test objects `test_ids` (never trained on, never used for a choice: the final
     table only) go under ``test_objects``, the remaining objects under ``train_objects``.
@@ -388,7 +398,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
         if not any(src in section for src in SOURCES):
             continue
         lines += ["", f"## {title}", "", md_row(header), md_row(["---"] * len(header))]
-        lines += [md_row(_headline_cells(src, section[src])) for src in SOURCES if src in section]
+        lines += [md_row(_headline_cells(source_label(src, doc), section[src])) for src in SOURCES if src in section]
         lines += ["", _gate_line(doc, section)]
     rounds = doc.get("rounds") or []
     if len(rounds) > 1:
@@ -445,10 +455,10 @@ def write_report(
     for title, section in _sections(doc):
         if not any(src in section for src in SOURCES):
             continue
-        rows = [_headline_cells(src, section[src]) for src in SOURCES if src in section]
+        rows = [_headline_cells(source_label(src, doc), section[src]) for src in SOURCES if src in section]
         detail_head = "".join(f"<th>{label}</th>" for label in _DETAILS.values())
         detail_rows = "".join(
-            f"<tr><th>{html.escape(src)}</th>"
+            f"<tr><th>{html.escape(source_label(src, doc))}</th>"
             + "".join(f"<td>{_detail_cell(section[src].get(k))}</td>" for k in _DETAILS) + "</tr>"
             for src in SOURCES if src in section
         )  # fmt: skip
@@ -481,7 +491,9 @@ penetrates the object by more than 1 cm. A grasp counts (<i>valid</i>) only if i
 and its hand-object penetration and hand-hand self-penetration are both &le; the gate
 ({1000 * float(doc.get("max_penetration_m", validity.DEFAULT_MAX_PENETRATION)):g} mm, the learned-generator
 benchmark's; 1 mm, DexGraspNet's dataset filter and BODex's, beside it); a simulation that went
-unstable counts as a failure. Every rate: percentage [95% Wilson interval] (n). Raw: CVAE samples
+unstable counts as a failure. Every rate: percentage [95% Wilson interval] (n). No CVAE (baseline):
+DexGraspNet's initialisation followed by the same annealing steps as the post-optimisation, no
+generator, on the same objects (the compute-matched baseline the CVAE must beat); raw: CVAE samples
 (z ~ N(0, I)); expanded: encoded dataset grasps with a perturbed latent; postopt: raw samples after the
 200-step post-optimisation.</p>
 {tables}

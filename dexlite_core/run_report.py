@@ -31,14 +31,16 @@ class RunContext:
     n_ingested: int
     n_kept: int
     postopt_timing: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {"grasps", "seconds"}
+    baseline_timing: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # {"grasps", "seconds", "steps"}
     previous_rounds: Sequence[Mapping[str, Any]] = ()  # the last round's report["rounds"]
 
 
 def run_report(df: pd.DataFrame, ctx: RunContext, cfg: PipelineConfig) -> dict[str, Any]:
     """report.json's document: the evaluation of the validation objects (the headline), the same
-    figures on the test objects apart (``test_objects``: the final table only), plus the run context."""
-    t = ctx.postopt_timing
-    seconds = {"postopt": t["seconds"] / t["grasps"]} if t.get("grasps") else {}
+    figures on the test objects apart (``test_objects``: the final table only), plus the run context
+    (``baseline_steps``: the annealing steps of the no-CVAE baseline, None without one)."""
+    seconds = {src: t["seconds"] / t["grasps"] for src, t in (("postopt", ctx.postopt_timing),
+                                                              ("baseline", ctx.baseline_timing)) if t.get("grasps")}
     doc = rep.evaluation(df, ctx.split["val"], seconds, cfg.energy.n_contacts, cfg.evaluate.protocols,
                          cfg.evaluate.max_penetration, test_ids=ctx.split.get("test", ()))
     rounds = list(ctx.previous_rounds)
@@ -48,6 +50,7 @@ def run_report(df: pd.DataFrame, ctx: RunContext, cfg: PipelineConfig) -> dict[s
         "objects": {"ingested": ctx.n_ingested, "kept_by_stability": ctx.n_kept},
         "seed": dict(ctx.seed_lift),
         "train": dict(ctx.split),
+        "baseline_steps": ctx.baseline_timing.get("steps"),
         "lift_config": dataclasses.asdict(cfg.lift),
         "dexgraspbench_config": dataclasses.asdict(cfg.dexgraspbench),
     })  # fmt: skip

@@ -8,12 +8,12 @@ import os
 
 from dag.graph import check_graph
 from dag.spec import StageSpec
-from stages import dataset, evaluate, lift, objects, postopt, sample, seed, stability, train
+from stages import baseline, dataset, evaluate, lift, objects, postopt, sample, seed, stability, train
 
 STAGE_REGISTRY_ENV = "DEXLITE_STAGE_REGISTRY"  # "package.module:ATTRIBUTE": a substitute stage table
 
 STAGES: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in (
-    objects, stability, seed, lift, dataset, train, sample, postopt, evaluate)}
+    objects, stability, seed, lift, dataset, train, sample, postopt, baseline, evaluate)}
 check_graph(STAGES)
 
 

@@ -97,11 +97,12 @@ def test_stages_table_and_status_of_an_empty_run(tmp_path: Path) -> None:
     r = invoke("stages")
     assert r.exit_code == 0
     names = [ln.split()[0] for ln in r.stdout.splitlines()[1:]]
-    assert names == ["objects", "stability", "seed", "lift", "dataset", "train", "sample", "postopt", "evaluate"]
+    assert names == ["objects", "stability", "seed", "lift", "dataset", "train", "sample", "postopt", "baseline",
+                     "evaluate"]
     r = invoke("status", "--config", ROOT / "configs/tiny.yaml", "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
     states = json.loads(r.stdout)["stages"]
-    assert [s["state"] for s in states] == ["missing"] + ["blocked"] * 8
+    assert [s["state"] for s in states] == ["missing"] + ["blocked"] * 9
     assert states[0]["path"].startswith(str(tmp_path / "artifacts" / "objects"))
 
 

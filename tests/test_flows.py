@@ -26,7 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "flows.cli"]
-STAGE_NAMES = ["objects", "stability", "seed", "lift", "dataset", "train", "sample", "postopt", "evaluate"]
+STAGE_NAMES = ["objects", "stability", "seed", "lift", "dataset", "train", "sample", "postopt", "baseline",
+               "evaluate"]
 HOME_PREFECT = Path.home() / ".prefect"
 
 TOY_SOURCE = textwrap.dedent('''
@@ -275,6 +276,7 @@ def test_first_run_builds_every_stage_in_order(first_run: dict) -> None:
     starts = shard_starts(first_run["log"], "seed")
     assert sorted(ln.split("part=")[1] for ln in starts) == [f"['obj{i}']" for i in range(6)]  # one per object
     assert "seed: 6 items, 0 already computed, 6 to compute in 3 task(s)" in first_run["stderr"]  # not a task each
+    assert "baseline: 6 items, 0 already computed, 6 to compute in 3 task(s)" in first_run["stderr"]
     assert len(shard_starts(first_run["log"], "postopt")) == 3  # reads the model: shards of 2, not per item
     assert len({ln.split("pid=")[1].split()[0] for ln in first_run["log"].read_text().splitlines()
                 if "-shard start" in ln}) == 2  # dag.workers=2 processes, one pool for every stage
@@ -307,11 +309,15 @@ def test_config_change_reruns_only_dependent_stages(first_run: dict, toy_dir: Pa
     p, _ = dexlite(["run", "--out", str(first_run["out"]), "--set", "dag.shard_size=2", "--set", "train.epochs=7",
                     "--runner", "thread"], env)
     _check(p)
-    assert executed(log) == ["train", "sample", "postopt", "evaluate"]
+    # the baseline's object list reads the train section (the split), its objects do not: merged again,
+    # no object recomputed (every model of the scaling curve shares them)
+    assert executed(log) == ["train", "sample", "postopt", "baseline", "evaluate"]
+    assert shard_starts(log, "baseline") == []
     log.unlink()
     p, _ = dexlite(["run", "--out", str(first_run["out"]), "--set", "postopt.n_iter=10", "--runner", "thread"], env)
     _check(p)
-    assert executed(log) == ["postopt", "evaluate"]
+    assert executed(log) == ["postopt", "baseline", "evaluate"]  # the baseline runs post-opt's schedule
+    assert len(shard_starts(log, "baseline")) == 6
     # status reads manifests only: both configs' artifacts are there
     for extra in ([], ["--set", "train.epochs=7"]):
         p, _ = dexlite(["status", "--out", str(first_run["out"]), "--json", *extra], env)
@@ -357,19 +363,20 @@ def test_injected_fault_names_stage_and_rerun_resumes(first_run: dict, toy_dir: 
 
 
 def test_sigkill_mid_stage_then_rerun(first_run: dict, toy_dir: Path, prefect_server: str) -> None:
-    """SIGKILL while lift's fifth object runs: finished stages and objects are reused, only the killed
-    object and the one after it run again, no half-written artifact is ever committed or read."""
+    """SIGKILL while seed's fifth object runs: finished stages and objects are reused, only the killed
+    object and the one after it run again (no finished object is recomputed), no half-written artifact
+    is ever committed or read."""
     out = first_run["out"]
     log = out / "toy-kill.log"
-    args = ["run", "--out", str(out), "--set", "dag.shard_size=2", "--set", "lift.lift_height=0.5"]
-    env = _env(toy_dir, prefect_server, log, TOY_SLOW="lift:obj4")
+    args = ["run", "--out", str(out), "--set", "dag.shard_size=2", "--set", "seed.jitter_strength=0.2"]
+    env = _env(toy_dir, prefect_server, log, TOY_SLOW="seed:obj4")
     proc = subprocess.Popen([*CLI, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     t0 = time.monotonic()
     try:
         while True:
             text = log.read_text() if log.exists() else ""
-            if "part=['obj4']" in text and text.count("lift-shard end") == 4:
+            if "part=['obj4']" in text and text.count("seed-shard end") == 4:
                 break
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() - t0 < 120, "the slow object never started"
@@ -381,17 +388,18 @@ def test_sigkill_mid_stage_then_rerun(first_run: dict, toy_dir: Path, prefect_se
     from storage import open_store
 
     store = open_store(out / "artifacts")
-    assert len(store.list_keys("lift")) == 1  # only the first run's lift: the killed one never committed
-    assert len(store.list_keys("lift.items")) == 6 + 4  # the first run's objects, and the 4 finished ones
-    leftovers = [p for p in (out / "artifacts" / "lift.items").iterdir() if p.name.startswith(".tmp-")]
+    assert len(store.list_keys("seed")) == 1  # only the first run's seed: the killed one never committed
+    assert len(store.list_keys("seed.items")) == 6 + 4  # the first run's objects, and the 4 finished ones
+    leftovers = [p for p in (out / "artifacts" / "seed.items").iterdir() if p.name.startswith(".tmp-")]
     assert leftovers and all((p / "partial.bin").exists() for p in leftovers)  # the killed writer's temp
     log.unlink()
     p, _ = dexlite(args, _env(toy_dir, prefect_server, log))
     _check(p)
-    assert executed(log) == ["lift", "dataset", "train", "sample", "postopt", "evaluate"]
-    assert [ln.split("part=")[1] for ln in shard_starts(log, "lift")] == ["['obj4']", "['obj5']"]
-    assert len(store.list_keys("lift")) == 2
-    assert len(store.list_keys("lift.items")) == 12  # per-object artifacts stay: the cache of later runs
+    assert executed(log) == STAGE_NAMES[2:]
+    assert [ln.split("part=")[1] for ln in shard_starts(log, "seed")] == ["['obj4']", "['obj5']"]
+    assert len(shard_starts(log, "lift")) == 6  # every object's seed grasps changed
+    assert len(store.list_keys("seed")) == 2
+    assert len(store.list_keys("seed.items")) == 12  # per-object artifacts stay: the cache of later runs
     _verify_store(out / "artifacts")
 
 
@@ -404,7 +412,7 @@ def test_more_objects_compute_only_the_new_objects(first_run: dict, toy_dir: Pat
     p, _ = dexlite(args, _env(toy_dir, prefect_server, log))
     _check(p)
     assert executed(log) == STAGE_NAMES
-    for stage in ("objects", "stability", "seed", "lift"):
+    for stage in ("objects", "stability", "seed", "lift", "baseline"):
         assert [ln.split("part=")[1] for ln in shard_starts(log, stage)] == ["['obj6']"], stage
         assert f"{stage}: 7 items, 6 already computed, 1 to compute in 1 task(s)" in p.stderr
     assert len(shard_starts(log, "postopt")) == 4  # 7 objects in shards of 2
@@ -429,8 +437,8 @@ def test_dask_local_cluster_runs_the_shards(toy_dir: Path, prefect_server: str, 
     _check(p)
     assert executed(log) == STAGE_NAMES
     shard_lines = [ln for ln in log.read_text().splitlines() if "-shard start" in ln]
-    # 4 per-object stages x 6 objects, 2 model-reading stages x 2 shards of 3
-    assert len(shard_lines) == 4 * 6 + 2 * 2 and all("dask=True" in ln for ln in shard_lines)
+    # 5 per-object stages x 6 objects, 2 model-reading stages x 2 shards of 3
+    assert len(shard_lines) == 5 * 6 + 2 * 2 and all("dask=True" in ln for ln in shard_lines)
     assert _home_prefect_state() == before, "~/.prefect was touched"
 
 
@@ -495,7 +503,7 @@ def test_serve_cron_deployment_and_ui_retry(toy_dir: Path, prefect_server: str, 
               "force": False})
         fr = _wait_state(prefect_server, run["id"], {"FAILED", "COMPLETED", "CRASHED"})
         assert fr["state_type"] == "COMPLETED", fr["state"]
-        assert executed(log) == ["sample", "postopt", "evaluate"]
+        assert executed(log) == ["sample", "postopt", "baseline", "evaluate"]
     finally:
         fail.unlink(missing_ok=True)
         os.killpg(proc.pid, signal.SIGTERM)
@@ -524,7 +532,7 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path) -> None:
     assert set(states.values()) == {"done"}
     report_dir = next((out / "artifacts" / "evaluate").glob("*/report.json")).parent
     report = json.loads((report_dir / "report.json").read_text())
-    assert report["raw"]["n"] > 0 and report["postopt"]["n"] > 0
+    assert report["raw"]["n"] > 0 and report["postopt"]["n"] > 0 and report["baseline"]["n"] > 0
     assert 0.0 <= report["postopt"]["success_rate"] <= 1.0
     assert report["evaluated_on"] == "validation objects"
     assert "<table>" in (report_dir / "report.html").read_text()

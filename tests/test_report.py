@@ -320,3 +320,35 @@ def test_joint_entropy_nats_zero_for_identical_and_near_ln100_for_uniform() -> N
     h = report.joint_entropy_nats(uniform)
     assert np.log(100) - 0.02 < h <= np.log(100)
     assert report.joint_entropy(uniform) == pytest.approx(h / np.log(2) * np.log2(20) / np.log2(100), rel=0.02)
+
+
+def test_the_no_cvae_baseline_is_a_row_beside_the_model_in_every_section(tmp_path: Path) -> None:
+    from dexlite_core.run_report import RunContext, run_report
+
+    df = concat_tables([
+        _evaluated("val-a", "baseline", [True, False, False, False]), _evaluated("val-a", "raw", [True, True]),
+        _evaluated("val-a", "postopt", [True, True]),
+        _evaluated("test-c", "baseline", [False, False]), _evaluated("test-c", "raw", [True, False]),
+    ]).to_pandas()  # fmt: skip
+    ctx = RunContext(split={"train": [], "val": ["val-a"], "test": ["test-c"]}, dataset_stats={"round": 1},
+                     seed_lift={}, n_ingested=2, n_kept=2, postopt_timing={"grasps": 2, "seconds": 1.0},
+                     baseline_timing={"grasps": 6, "seconds": 3.0, "steps": 200})
+    doc = run_report(df, ctx, PipelineConfig())
+    assert doc["baseline"]["n"] == 4 and doc["baseline"]["success_rate"] == 0.25
+    assert doc["baseline"]["seconds_per_grasp"] == 0.5 and doc["postopt"]["seconds_per_grasp"] == 0.5
+    assert doc["test_objects"]["baseline"]["n"] == 2 and doc["baseline_steps"] == 200
+    assert doc["rounds"][0]["baseline"]["rates"]["lift"]["n"] == 4
+    assert doc["per_object"]["val-a"]["baseline"]["success_rate"] == 0.25
+    label = "no CVAE (init + 200 steps)"
+    assert report.source_label("baseline", doc) == label and report.source_label("raw", doc) == "raw"
+    assert report.source_label("baseline") == "no CVAE (init + post-opt steps)"  # no run context
+    md = report.render_markdown(doc)
+    head, test_part = md.split(f"## {report.TEST_TITLE}")
+    for part, n in ((head, 4), (test_part, 2)):  # the headline and the test objects: the baseline first
+        rows = [ln.split(" | ")[0] for ln in part.splitlines() if ln.startswith("| ") and "---" not in ln]
+        assert rows[1:3] == [f"| {label}", "| raw"], rows
+        assert f"| {label} | {n} | " in part
+    report.write_report(tmp_path, doc, {s: g for s, g in df.groupby("source")})
+    page = (tmp_path / "report.html").read_text()
+    assert page.count(f"<th>{label}</th>") == 4  # headline and detail tables, two sections
+    assert json.loads((tmp_path / "report.json").read_text())["baseline"]["n"] == 4

@@ -139,12 +139,54 @@ def test_postopt_keeps_each_raw_grasp_id(run: dict) -> None:
     assert _json(out / "timing.json")["grasps"] == len(df)
 
 
+def test_baseline_anneals_the_seed_init_with_the_postopt_steps_on_the_held_out_objects(run: dict) -> None:
+    import dataclasses
+
+    from dag.keys import item_keys
+    from dexlite_core.splits import assign_splits, read_groups
+    from stages import baseline
+
+    call(run, "stability", "objects")
+    out = call(run, "baseline", "objects", "stability")
+    df, cfg = _grasps(out), run["cfg"]
+    kept = _json(run["out"]["stability"] / "kept.json")
+    split = assign_splits(kept, read_groups(run["out"]["objects"] / "objects", kept), 0.5, 0.1)
+    held = sorted(split["val"] + split["test"])
+    assert held and sorted(df["object_id"].unique()) == held and len(df) == 3 * len(held)  # sample.n_per_object
+    assert (df["source"] == "baseline").all() and np.isfinite(df["energy"]).all()
+    timing = _json(out / "timing.json")
+    assert (timing["grasps"], timing["steps"]) == (len(df), 5) and timing["seconds"] > 0  # postopt.n_iter
+    # seeded per object: the object's grasps again, alone
+    again = run["root"] / "baseline-again"
+    again.mkdir()
+    baseline.shard({d: run["out"][d] for d in ("objects", "stability")}, again, cfg, held[:1])
+    first = df[df["object_id"] == held[0]]
+    np.testing.assert_array_equal(np.stack(_grasps(again)["q"]), np.stack(first["q"]))
+    # an object's artifact does not depend on the model: every train config (the scaling curve) reuses it
+    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_objects=1, epochs=9, seed=3))
+    digests = baseline.item_inputs({"objects": run["out"]["objects"]}, cfg, held)
+    assert item_keys(baseline.SPEC, other, held, digests) == item_keys(baseline.SPEC, cfg, held, digests)
+
+
 def test_evaluate_simulates_both_protocols_and_reports(run: dict) -> None:
     call(run, "postopt", "objects", "sample")
-    out = call(run, "evaluate", "objects", "stability", "lift", "dataset", "train", "sample", "postopt")
+    call(run, "baseline", "objects", "stability")
+    out = call(run, "evaluate", "objects", "stability", "lift", "dataset", "train", "sample", "postopt", "baseline")
     df = _grasps(out)
     assert df.groupby(["object_id", "source"]).size().max() <= 2  # evaluate.max_per_object
     assert df["lift_success"].notna().all() and df["dgb_success"].notna().all()
+    # the baseline on the sampled held-out objects, beside the model's grasps
+    split = _json(run["out"]["train"] / "split.json")
+    base = set(_grasps(run["out"]["baseline"])["object_id"])
+    assert set(split["val"] + split["test"]) <= base  # the train stage's held-out objects all have one
+    assert set(df.loc[df["source"] == "baseline", "object_id"]) == base & set(df.loc[df["source"] == "raw",
+                                                                                       "object_id"])
     report = _json(out / "report.json")
     assert report["rounds"][0]["round"] == 1 and report["objects"]["ingested"] == 2
+    assert report["evaluated_on"] == "validation objects"
+    assert report["baseline"]["n"] == report["raw"]["n"] == 2 and report["baseline_steps"] == 5
+    assert set(report["baseline"]["rates"]) == set(report["raw"]["rates"])  # both protocols, gated
+    assert report["baseline"]["seconds_per_grasp"] > 0
+    md = (out / "report.md").read_text()
+    assert "| no CVAE (init + 5 steps) | 2 |" in md and "| raw | 2 |" in md
     assert (out / "report.md").is_file() and "<table>" in (out / "report.html").read_text()

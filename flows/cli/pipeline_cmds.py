@@ -152,3 +152,77 @@ def clean(out: OutOpt = Path(DEFAULT_OUT), config: ConfigOpt = None) -> None:
 def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the resolved configuration (defaults <- file <- --set) as YAML."""
     typer.echo(to_yaml(load_cfg(config, set_)), nl=False)
+
+
+@command
+def scaling(
+    config: ConfigOpt = None,
+    out: OutOpt = Path(DEFAULT_OUT),
+    sizes: Annotated[list[str] | None, typer.Option(
+        "--sizes", help="training objects per model, a number or 'all': --sizes 14 100 300 all")] = None,
+    more_sizes: Annotated[list[str] | None, typer.Argument(hidden=True, metavar="SIZES")] = None,
+    set_: SetOpt = None,
+    runner: RunnerOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """The scaling curve: the CVAE trained on the first N training objects (train.max_objects) for each
+    size, the rest of the config unchanged, each model evaluated on the same validation and test
+    objects; writes <out>/scaling/scaling.json, scaling.md, scaling.png. Resumable: every size's stages
+    are cached artifacts, the stages up to the dataset are shared."""
+    import shlex
+
+    from dexlite_core import scaling as sc
+    from stages.common import GRASPS, objects_in
+    from storage import open_store
+
+    tokens = [*(sizes or []), *(more_sizes or [])]
+    if more_sizes and not sizes:
+        fail(f"scaling: unexpected argument(s) {' '.join(more_sizes)}; sizes go after --sizes", 2)
+    try:
+        wanted = sc.parse_sizes(tokens or sc.DEFAULT_SIZES)
+    except ValueError as e:
+        fail(str(e), 2)
+    cfg = load_cfg(config, set_, task_runner=runner, workers=workers)
+    line = ["dexlite", "scaling", *(["--config", str(config)] if config else []), "--out", str(out),
+            "--sizes", *("all" if n == 0 else str(n) for n in wanted), *(a for s in set_ or [] for a in ("--set", s)),
+            *(["--runner", runner] if runner else []), *(["--workers", str(workers)] if workers else [])]
+    cmd = shlex.join(line)
+    setup_prefect(out)
+    from flows.pipeline import dexlite_flow
+
+    def flow_run(config_dict: dict, target: str) -> dict:
+        try:
+            return dexlite_flow(config=config_dict, out=str(out), targets=[target])
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001 - the flow's failure, reported with the stage name
+            fail(f"FAILED: {e}")
+        raise AssertionError  # unreachable: fail() exits
+
+    base = cfg.to_dict()
+    shared = flow_run(base, "dataset")  # shared by every size: objects -> ... -> dataset
+    store = open_store(shared["store"])
+    stage_dir = {n: store.local_path(n, r["key"]) for n, r in shared["stages"].items() if n in ("objects", "dataset")}
+    groups = sc.training_groups(objects_in(stage_dir["dataset"] / GRASPS), stage_dir["objects"] / "objects",
+                                cfg.train.val_fraction, cfg.train.test_fraction)
+    models, note = sc.resolve_sizes(wanted, len(groups))
+    if note:
+        typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
+    runs = []
+    for label, max_objects in models:
+        typer.echo(f"== size {label} (train.max_objects={max_objects}; training objects in all: {len(groups)})")
+        d = json.loads(json.dumps(base))
+        d["train"]["max_objects"] = max_objects
+        result = flow_run(d, "evaluate")
+        _print_runs(result)
+        ev, tr = result["stages"]["evaluate"], result["stages"]["train"]
+        runs.append(sc.Model(label, max_objects, max_objects or len(groups),
+                             store.read_json("evaluate", ev["key"], "report.json"), tr.get("summary") or {},
+                             str(ev["path"]) + "/report.json"))
+    table = sc.build_table(runs, command=cmd, notes=[note] if note else [])
+    paths = sc.write_outputs(out / "scaling", table)
+    typer.echo("")
+    typer.echo(sc.render_markdown(table), nl=False)
+    typer.echo("")
+    typer.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    typer.echo(f"command: {cmd}")
