@@ -240,6 +240,9 @@ def _per_item(run: _Run, step: Step, spec: StageSpec, params: dict[str, Any], it
               paths: dict[str, Path]) -> dict:
     """Group the items whose artifact is missing into tasks, run them, merge every item in order."""
     assert spec.shards is not None and spec.shards.item_inputs is not None
+    if not items:
+        raise RuntimeError(f"stage {step.name}: no objects to process (every object was filtered out upstream, "
+                           "e.g. none stayed put in the stability test)")
     keys = item_keys(spec, run.cfg, items, spec.shards.item_inputs(paths, run.cfg, items))
     istage = items_stage(step.name)
     todo = [(i, k) for i, k in zip(items, keys, strict=True) if not run.store.is_complete(istage, k)]

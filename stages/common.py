@@ -16,6 +16,7 @@ from dexlite_core.config import PipelineConfig
 
 log = logging.getLogger("dexlite.stages")
 GRASPS = "grasps.parquet"
+META = "meta.json"  # an object folder's metadata (docs/CONTRACTS.md)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -43,7 +44,9 @@ def object_ids(inputs: Inputs) -> list[str]:
 
 def object_digests(inputs: Inputs, ids: Sequence[str]) -> list[str]:
     """Content digest of each object folder: from the ``objects`` artifact's manifest (its file
-    hashes, nothing re-read), or by hashing the files of a folder without one (a direct call)."""
+    hashes, nothing re-read), or by hashing the files of a folder without one (a direct call).
+    ``meta.json`` is left out: it holds the ingest's wall times, and everything else in it follows
+    from the geometry files (an object re-ingested elsewhere keys its downstream work the same)."""
     from storage.hashing import hash_file, hash_json
 
     manifest = inputs["objects"] / "manifest.json"
@@ -51,14 +54,14 @@ def object_digests(inputs: Inputs, ids: Sequence[str]) -> list[str]:
     if manifest.is_file():
         for rel, f in read_json(manifest)["files"].items():
             top, oid, *rest = rel.split("/") + ["", ""]
-            if top == "objects" and rest[0]:
+            if top == "objects" and rest[0] and rest[0] != META:
                 files.setdefault(oid, {})[rel] = f["sha256"]
     out = []
     for oid in ids:
         if oid not in files:
             folder = objects_root(inputs) / oid
             files[oid] = {str(f.relative_to(folder.parent.parent)): hash_file(f)
-                          for f in sorted(folder.rglob("*")) if f.is_file()}
+                          for f in sorted(folder.rglob("*")) if f.is_file() and f.relative_to(folder) != Path(META)}
         out.append(hash_json(files[oid]))
     return out
 

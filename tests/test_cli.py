@@ -65,8 +65,15 @@ def test_defaults_are_the_writeup_values() -> None:
         200, 0.005, 0.98, 18.0, 0.95, 30)
     assert (cfg.stability.duration, cfg.stability.max_displacement, cfg.stability.max_rotation_deg) == (2.0, 0.05, 7.0)
     assert (cfg.lift.lift_height, cfg.lift.ratio_threshold) == (1.0, 0.9)
-    for name in ("tiny", "default"):  # the shipped configs load and are typed
+    for name in ("tiny", "default", "large"):  # the shipped configs load and are typed
         load_config(ROOT / f"configs/{name}.yaml")
+
+
+def test_set_value_that_is_not_yaml_is_one_line() -> None:
+    r = invoke("config", "show", "--set", "select.bundled=[random-60[4-6]]")
+    assert r.exit_code == 2
+    assert "--set 'select.bundled=[random-60[4-6]]': the value is not valid YAML" in r.stderr
+    assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -150,25 +150,29 @@ def _healthy(test: list[str], timeout: float = 60) -> None:
 
 
 def test_dask_services_start_and_pass_their_healthchecks(compose: dict, tmp_path: Path) -> None:
-    """The compose file's own scheduler and worker commands, as local processes on free ports."""
+    """The compose file's own scheduler and worker commands, as local processes on free ports, with
+    as many workers as the file's replicas: every one joins (distinct names)."""
     s = compose["services"]
-    ports = {"8786": _free(), "8787": _free(), "8789": _free()}
+    replicas = s["dask-worker"]["deploy"]["replicas"]
+    assert replicas == 2
+    ports = {"8786": _free(), "8787": _free()}
     procs = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     try:
-        for name in ("dask-scheduler", "dask-worker"):
-            cmd = _remap(s[name]["command"], ports)
+        for name, i in [("dask-scheduler", 0)] + [("dask-worker", i) for i in range(replicas)]:
+            remap = {**ports, "8789": _free()}  # each worker's own dashboard (its own container in compose)
+            cmd = _remap(s[name]["command"], remap)
             assert cmd[0] == "dask"
-            log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115
+            log = open(tmp_path / f"{name}-{i}.log", "wb")  # noqa: SIM115
             procs.append(subprocess.Popen([str(BIN / "dask"), *cmd[1:]], env=env, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True))
-            _healthy(_remap(s[name]["healthcheck"]["test"], ports))
+            _healthy(_remap(s[name]["healthcheck"]["test"], remap))
         from distributed import Client
 
         with Client(f"tcp://127.0.0.1:{ports['8786']}", timeout=30) as client:
-            client.wait_for_workers(1, timeout=30)
+            client.wait_for_workers(replicas, timeout=30)
             names = [w["name"] for w in client.scheduler_info()["workers"].values()]
-            assert names == ["dexlite-dask-worker"]
+            assert len(set(names)) == replicas
             assert client.submit(lambda x: x + 1, 41).result(timeout=30) == 42
     finally:
         for p in reversed(procs):
