@@ -57,8 +57,8 @@ def item_keys(spec: StageSpec, cfg: Any, items: list[str], digests: list[str]) -
     """Cache key of each item of a per-item stage (``Shards.item_inputs``): the item, the digest of
     what it reads, the item's config sections and the stage's code. Unlike the stage key it does not
     depend on the other items, so a new object leaves every other object's key unchanged."""
-    assert spec.shards is not None and len(items) == len(digests), "one digest per item"
-    sections = spec.shards.item_config if spec.shards.item_config is not None else spec.config
+    assert len(items) == len(digests), "one digest per item"
+    sections = spec.item_sections
     conf = {"sections": list(sections), "digest": cfg.digest(*sections) if sections else ""}
     code = code_hash(spec)
     return [content_key({"stage": spec.name, "item": item, "input": d}, conf, code)

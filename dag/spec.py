@@ -66,6 +66,13 @@ class StageSpec:
     version: int = 1
     feedback: tuple[str, ...] = ()
 
+    @property
+    def item_sections(self) -> tuple[str, ...]:
+        """The config sections that key each item of a per-item stage: ``Shards.item_config``, else
+        the stage's."""
+        assert self.shards is not None, f"stage {self.name!r} has no shards"
+        return self.shards.item_config if self.shards.item_config is not None else self.config
+
     def functions(self) -> list[Callable[..., Any]]:
         """Every function of the stage (their modules root its code version)."""
         fns: list[Callable[..., Any]] = [self.run]

@@ -66,10 +66,10 @@ def object_digests(inputs: Inputs, ids: Sequence[str]) -> list[str]:
     return out
 
 
-def item_key_in(inputs: Inputs, stage: str, item: str) -> str | None:
-    """The item key ``item`` had in an upstream per-item stage's artifact (its ``items.json``)."""
+def item_keys_in(inputs: Inputs, stage: str) -> dict[str, str]:
+    """Item -> item key of an upstream per-item stage's artifact (its ``items.json``; empty without)."""
     path = inputs[stage] / ITEMS_FILE
-    return read_json(path).get(item) if path.is_file() else None
+    return read_json(path) if path.is_file() else {}
 
 
 def kept_ids(inputs: Inputs) -> list[str]:

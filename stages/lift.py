@@ -15,7 +15,7 @@ from dag.spec import Inputs, Shards, StageSpec
 from dexlite_core.config import PipelineConfig
 from stages.common import (
     GRASPS,
-    item_key_in,
+    item_keys_in,
     log,
     merge_grasps,
     object_digests,
@@ -35,9 +35,10 @@ def item_inputs(inputs: Inputs, cfg: PipelineConfig, items: list[str]) -> list[s
     or by the rows' content when the seed artifact has no item keys)."""
     from storage.hashing import hash_json
 
+    seed_keys = item_keys_in(inputs, "seed")
     out = []
     for oid, obj in zip(items, object_digests(inputs, items), strict=True):
-        seed = item_key_in(inputs, "seed", oid)
+        seed = seed_keys.get(oid)
         if seed is None:
             seed = hash_json(read_for(inputs["seed"] / GRASPS, [oid]).column("q").to_pylist())
         out.append(hash_json([obj, seed]))

@@ -19,11 +19,10 @@ def mesh_inputs(cfg: PipelineConfig) -> dict[str, str]:
     """Content hashes of the mesh files the selection reads, by item name: a bundled mesh's key does
     not depend on where its package is installed (keyed by path, a run from another venv recomputed
     every stage)."""
-    from dexlite_core.objects.select import scaled, select_sources
+    from dexlite_core.objects.select import select_sources
     from storage.hashing import hash_file
 
-    # keyed like items() (one per scale); scaled() apart so select_sources(select) stays swappable in tests
-    sources = scaled(select_sources(cfg.select), cfg.objects.scales)
+    sources = select_sources(cfg.select, cfg.objects)  # keyed like items(): one per scale
     return {name: hash_file(s.path) for name, s in sources.items() if s.path is not None}
 
 

@@ -179,7 +179,7 @@ def run_items(stage: str, key: str, items: list[str], item_keys: list[str], inpu
             paths = paths or local_inputs(store, inputs)
             t0 = time.perf_counter()
             with store.open_stage(istage, ikey, inputs={"item": item, "stage_key": key},
-                                  config={s: config[s] for s in spec.shards.item_config or spec.config},
+                                  config={s: config[s] for s in spec.item_sections},
                                   code=code_hash(spec)) as w:
                 summary = spec.shards.run(paths, w.path, cfg, [item])
                 w.write_json("summary.json", summary or {})

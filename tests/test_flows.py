@@ -88,7 +88,7 @@ TOY_SOURCE = textwrap.dedent('''
         """What a stage computes; a per-object stage's reads only its objects' config sections."""
         spec = STAGES[stage]
         per_item = spec.shards is not None and spec.shards.item_inputs is not None
-        sections = spec.shards.item_config or spec.config if per_item else spec.config
+        sections = spec.item_sections if per_item else spec.config
         text = json.dumps([stage, _upstream(inputs), cfg.digest(*sections)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -588,7 +588,7 @@ def test_objects_key_does_not_depend_on_where_bundled_meshes_are_installed(tmp_p
     moved.write_bytes(source.path.read_bytes())
     real = select.select_sources
     monkeypatch.setattr(select, "select_sources",
-                        lambda c: {n: dataclasses.replace(s, path=moved) for n, s in real(c).items()})
+                        lambda *a: {n: dataclasses.replace(s, path=moved) for n, s in real(*a).items()})
     assert mesh_inputs(cfg) == inputs
     moved.write_bytes(source.path.read_bytes() + b"\n# edited\n")
     assert mesh_inputs(cfg) != inputs

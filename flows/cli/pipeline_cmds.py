@@ -39,14 +39,17 @@ def _print_runs(result: dict) -> None:
         typer.echo(f"{name:<17} {r['status']:<7} {r['seconds']:>8.1f}  {r['path']}")
 
 
-def _run_flow(flow_fn: Any, out: Path, **params: Any) -> None:
+def _run_flow(flow_fn: Any, out: Path, show: bool = True, **params: Any) -> dict:
+    """Call a flow; its failure is one line (exit 1), Ctrl-C exit 130; print the stage table when `show`."""
     try:
         result = flow_fn(out=str(out), **params)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as e:  # noqa: BLE001 - the flow's failure, reported with the stage name
         fail(f"FAILED: {e}")
-    _print_runs(result)
+    if show:
+        _print_runs(result)
+    return result
 
 
 @command
@@ -190,17 +193,9 @@ def scaling(
     setup_prefect(out)
     from flows.pipeline import dexlite_flow
 
-    def flow_run(config_dict: dict, target: str) -> dict:
-        try:
-            return dexlite_flow(config=config_dict, out=str(out), targets=[target])
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-        except Exception as e:  # noqa: BLE001 - the flow's failure, reported with the stage name
-            fail(f"FAILED: {e}")
-        raise AssertionError  # unreachable: fail() exits
-
     base = cfg.to_dict()
-    shared = flow_run(base, "dataset")  # shared by every size: objects -> ... -> dataset
+    # shared by every size: objects -> ... -> dataset
+    shared = _run_flow(dexlite_flow, out, show=False, config=base, targets=["dataset"])
     store = open_store(shared["store"])
     stage_dir = {n: store.local_path(n, r["key"]) for n, r in shared["stages"].items() if n in ("objects", "dataset")}
     groups = sc.training_groups(objects_in(stage_dir["dataset"] / GRASPS), stage_dir["objects"] / "objects",
@@ -213,8 +208,7 @@ def scaling(
         typer.echo(f"== size {label} (train.max_objects={max_objects}; training objects in all: {len(groups)})")
         d = json.loads(json.dumps(base))
         d["train"]["max_objects"] = max_objects
-        result = flow_run(d, "evaluate")
-        _print_runs(result)
+        result = _run_flow(dexlite_flow, out, config=d, targets=["evaluate"])
         ev, tr = result["stages"]["evaluate"], result["stages"]["train"]
         runs.append(sc.Model(label, max_objects, max_objects or len(groups),
                              store.read_json("evaluate", ev["key"], "report.json"), tr.get("summary") or {},
