@@ -396,7 +396,8 @@ def test_sigkill_mid_stage_then_rerun(first_run: dict, toy_dir: Path, prefect_se
     p, _ = dexlite(args, _env(toy_dir, prefect_server, log))
     _check(p)
     assert executed(log) == STAGE_NAMES[2:]
-    assert [ln.split("part=")[1] for ln in shard_starts(log, "seed")] == ["['obj4']", "['obj5']"]
+    # the two remaining objects run concurrently, so their start order is not fixed
+    assert sorted(ln.split("part=")[1] for ln in shard_starts(log, "seed")) == ["['obj4']", "['obj5']"]
     assert len(shard_starts(log, "lift")) == 6  # every object's seed grasps changed
     assert len(store.list_keys("seed")) == 2
     assert len(store.list_keys("seed.items")) == 12  # per-object artifacts stay: the cache of later runs
