@@ -12,6 +12,8 @@ One row per grasp. Columns (all tables carry every column; a stage leaves the ot
   followed), ``object_moved_at_contact`` float32 (metres the object moved while the fingers closed),
   ``penetration_depth`` float32 (m), ``six_dir_success`` bool, ``slip`` float32 (m).
 - energy terms: ``E_fc``, ``E_dis``, ``E_pen``, ``E_spen``, ``E_joints``, ``energy`` float32.
+- ``dexlite grasp``: ``valid`` bool (every protocol passed, penetration gated), ``rank`` int32 (1 =
+  its object's best grasp).
 - ``round`` int32: the round whose training set the grasp joined (1: seed grasps; r > 1: held
   expansions of round r - 1 fed back by ``dexlite run --rounds``); null outside the dataset stage.
 
@@ -66,6 +68,10 @@ _FIELDS: list[pa.Field] = [
     pa.field("dgb_success", pa.bool_()),
     pa.field("dgb_failed", pa.string()),
     pa.field("dgb_sim_unstable", pa.bool_()),
+    # `dexlite grasp` (dexlite_core/mesh_grasps.py): every protocol passed with penetration gated, and
+    # the grasp's place among its object's grasps (1 = best)
+    pa.field("valid", pa.bool_()),
+    pa.field("rank", pa.int32()),
     *(pa.field(name, pa.float32()) for name in ENERGY_COLUMNS),
     pa.field("round", pa.int32()),
     pa.field("contact_idx", pa.list_(pa.field("element", pa.int16()))),  # the optimiser's chosen contact candidates
