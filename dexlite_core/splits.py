@@ -40,8 +40,9 @@ def group_of(object_id: str, groups: Mapping[str, str | None] | None) -> str:
 
 
 def read_groups(objects_root: Path, object_ids: Iterable[str]) -> dict[str, str]:
-    """Object id -> group from ``<objects_root>/<id>/meta.json`` (its ``group``; the id when the key
-    or the file is absent). A meta.json that is not JSON is a ValueError naming the file."""
+    """Object id -> group from ``<objects_root>/<id>/meta.json``: its ``group``, else its ``name`` (a
+    folder from before scales, as :attr:`ObjectAsset.group` reads it), else the id (no meta file). A
+    meta.json that is not JSON is a ValueError naming the file."""
     out: dict[str, str] = {}
     for oid in object_ids:
         path = Path(objects_root) / oid / "meta.json"
@@ -51,7 +52,7 @@ def read_groups(objects_root: Path, object_ids: Iterable[str]) -> dict[str, str]
             meta = {}
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not a JSON object meta file ({e})") from e
-        group = meta.get("group") if isinstance(meta, dict) else None
+        group = (meta.get("group") or meta.get("name")) if isinstance(meta, dict) else None
         out[oid] = str(group) if group else oid
     return out
 

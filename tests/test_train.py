@@ -208,8 +208,10 @@ def test_fit_splits_by_meta_group_whatever_the_seed_and_max_objects(monkeypatch,
     (tmp_path / "loose").mkdir()  # a meta without a group: its own
     (tmp_path / "loose" / "meta.json").write_text("{}")
     ids.append("loose")
-    assert read_groups(tmp_path, ["obj03-s1", "loose", "missing"]) == {
-        "obj03-s1": "obj03", "loose": "loose", "missing": "missing"}
+    (tmp_path / "old-4cf2").mkdir()  # a folder from before scales: grouped by its name, as ObjectAsset.group
+    (tmp_path / "old-4cf2" / "meta.json").write_text(json.dumps({"object_id": "old-4cf2", "name": "old"}))
+    assert read_groups(tmp_path, ["obj03-s1", "loose", "missing", "old-4cf2"]) == {
+        "obj03-s1": "obj03", "loose": "loose", "missing": "missing", "old-4cf2": "old"}
 
     class Stop(Exception):
         pass
