@@ -1,12 +1,13 @@
 """Pictures of grasps: the hand's visual meshes at pose q beside the object.
 
 PNG: matplotlib, three views of one grasp (or a grid of grasps), no display needed.
-HTML: trimesh's three.js scene page (the page loads three.js from a CDN when opened).
+HTML: :mod:`dexlite_core.gallery`'s self-contained page, one card per pose (inline JS, a 2D-canvas
+software renderer, meshes embedded: nothing is fetched when it is opened, no WebGL needed); drag
+to rotate, wheel to zoom.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
 
+from .gallery import GraspCard, hand_model, write_gallery  # noqa: E402
 from .hand.model import HandModel  # noqa: E402
 
 VIEWS = ((20, -60), (20, 30), (80, -90))
@@ -25,9 +27,8 @@ HAND_RGBA = (0.85, 0.65, 0.5, 0.9)
 OBJECT_RGBA = (0.35, 0.55, 0.8, 0.6)
 
 
-@functools.lru_cache(maxsize=1)
 def _hand() -> HandModel:
-    return HandModel()
+    return hand_model()  # one HandModel per process, shared with the gallery
 
 
 def _draw(ax, meshes: Sequence[tuple[trimesh.Trimesh, tuple]], elev: float, azim: float) -> None:
@@ -78,20 +79,29 @@ def render_png(
     return out_path
 
 
-def render_html(object_mesh: trimesh.Trimesh, q: np.ndarray, out_path: str | Path) -> Path:
-    """Write an interactive three.js page of one grasp."""
-    from trimesh.viewer.notebook import scene_to_html
-
-    scene = trimesh.Scene()
-    for mesh, rgba in grasp_meshes(object_mesh, q):
-        mesh = mesh.copy()
-        mesh.visual.face_colors = (np.array(rgba) * 255).astype(np.uint8)
-        scene.add_geometry(mesh)
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_text(scene_to_html(scene))
-    tmp.replace(out_path)
-    return out_path
+def render_html(
+    object_mesh: trimesh.Trimesh,
+    poses: np.ndarray,
+    out_path: str | Path,
+    titles: Sequence[str] | None = None,
+    object_id: str = "object",
+) -> Path:
+    """Write a self-contained interactive page (:func:`dexlite_core.gallery.write_gallery`): one card
+    per pose of `poses (28,) or (G, 28)` on `object_mesh`, unscored, titled `titles` (default
+    ``"<object_id> #<k>"``); atomically."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim == 1:
+        poses = poses[None]
+    if poses.ndim != 2 or poses.shape[1] != 28:
+        raise ValueError(f"poses must be (28,) or (G, 28), got shape {poses.shape}")
+    if titles is not None and len(titles) != len(poses):
+        raise ValueError(f"{len(titles)} titles for {len(poses)} poses")
+    cards = [
+        GraspCard(object_mesh=object_mesh, q=q, object_id=object_id, rank=k + 1,
+                  label=None if titles is None else titles[k])
+        for k, q in enumerate(poses)
+    ]
+    return write_gallery(cards, out_path, title=f"{object_id}: {len(cards)} grasp(s)")
 
 
 def render_grasp(object_dir: str | Path, q: np.ndarray, out_path: str | Path) -> Path:
@@ -101,7 +111,7 @@ def render_grasp(object_dir: str | Path, q: np.ndarray, out_path: str | Path) ->
     obj = load_object(Path(object_dir))
     out_path = Path(out_path)
     if out_path.suffix.lower() == ".html":
-        return render_html(obj.mesh, np.asarray(q).reshape(-1, 28)[0], out_path)
+        return render_html(obj.mesh, np.asarray(q).reshape(-1, 28), out_path, object_id=obj.object_id)
     if out_path.suffix.lower() != ".png":
         raise ValueError(f"{out_path}: picture format must be .png or .html")
     return render_png(obj.mesh, q, out_path)
