@@ -20,6 +20,14 @@ edge of the *unscaled* DGN mesh; both meshes are then bbox-centred with the same
 are valid as they are. Map each scale to the resulting ``object_id`` with ``object_id_for_scale``
 (e.g. ``{0.06: "mug-ab12...", 0.08: ...}.__getitem__``, or :func:`scale_lookup`). If the DGN mesh is
 not exactly bbox-centred, translate the poses by the offset yourself; this importer does not move them.
+
+Export (:func:`write_dexgraspnet_npy`) writes the same format back: one entry per table row (table
+order) with ``qpos`` (the 28 names above, Python floats of the float32 pose) and ``scale``, plus the
+energy keys whose table column holds a value for that row; :func:`read_dexgraspnet_npy` /
+:func:`dexgraspnet_to_table` read it back exactly. The ``scale`` to write for one of our objects is
+:func:`dexgraspnet_scale` of its ``mesh.obj``: DexGraspNet's normaliser (``asset_process/normalize.py``:
+centre on the bbox, divide by 1.03 x the largest vertex radius) applied to our mesh and then scaled
+by that factor gives our mesh back, so the exported poses sit in the frame DGN's object model builds.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from dexlite_core.atomic import atomic_path
 from dexlite_core.dataset import ENERGY_COLUMNS, grasps_to_table
 from dexlite_core.hand.asset import FINGER_JOINTS, JOINT_NAMES, POSE_DIM
 
@@ -160,3 +170,88 @@ def dexgraspnet_to_table(
         if any(k in e for e in entries):
             energies[k] = [e.get(k) for e in entries]
     return grasps_to_table(ids, q, "seed", grasp_id=np.arange(len(entries), dtype=np.int64), **energies)
+
+
+# ------------------------------------------------------------------------------------------- export
+
+DGN_NORMALISE_MARGIN = 1.03  # asset_process/normalize.py: radius / 1.03 (reference section 1.2)
+
+
+def dexgraspnet_scale(vertices: np.ndarray) -> float:
+    """DexGraspNet's ``scale`` of a mesh given by its vertices `(n, 3)` [m]: 1.03 x its largest
+    vertex distance from its bbox centre (see the module docstring)."""
+    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    if len(v) == 0 or not np.isfinite(v).all():
+        raise ValueError(f"dexgraspnet_scale: need finite vertices, got {len(v)}")
+    centre = (v.min(0) + v.max(0)) / 2
+    radius = float(np.linalg.norm(v - centre, axis=1).max())
+    if radius <= 0:
+        raise ValueError("dexgraspnet_scale: the mesh is a single point")
+    return DGN_NORMALISE_MARGIN * radius
+
+
+def table_rows(table: Any) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """A grasp table (pyarrow Table or pandas DataFrame with ``object_id`` and ``q``) as
+    ``(arrow table, object ids (N,) str, poses (N, 28) float64)``; ValueError naming the first bad row."""
+    from dexlite_core.sim.lift import grasp_table_poses  # pulls in MuJoCo: only where needed
+
+    if not isinstance(table, pa.Table):
+        import pandas as pd
+
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(f"expected a pyarrow Table or pandas DataFrame, got {type(table).__name__}")
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    ids, q = grasp_table_poses(table)
+    return table, ids, q
+
+
+def pose_to_qpos(q: np.ndarray) -> list[dict[str, float]]:
+    """Inverse of :func:`qpos_to_pose`: `(N, 28)` poses -> DGN ``qpos`` dicts of Python floats."""
+    arr = np.asarray(q, dtype=np.float64).reshape(-1, POSE_DIM)
+    return [dict(zip(DGN_QPOS_NAMES, row.tolist(), strict=True)) for row in arr]
+
+
+def write_dexgraspnet_npy(
+    table: Any,
+    path: str | os.PathLike[str],
+    scale_of: Callable[[str], float] | Mapping[str, float] | float,
+) -> Path:
+    """Write a grasp table as one DexGraspNet ``.npy`` grasp file (atomically); return its path.
+
+    `table`: pyarrow Table or pandas DataFrame (``object_id``, ``q``, optional energy columns
+    :data:`DGN_ENERGY_KEYS`). `scale_of`: each row's DGN ``scale`` from its object id (a callable, a
+    mapping, or one float for every row; see :func:`dexgraspnet_scale`). Entries keep the table order;
+    an energy key is written where its column holds a non-null, non-NaN value.
+    """
+    table, ids, q = table_rows(table)
+    if isinstance(scale_of, Mapping):
+        scales = dict(scale_of)
+        scale_fn: Callable[[str], float] = scales.__getitem__
+    elif callable(scale_of):
+        scale_fn = scale_of
+    else:
+        value = float(scale_of)
+        scale_fn = lambda _oid: value  # noqa: E731
+    cache: dict[str, float] = {}
+    for oid in ids:
+        if oid not in cache:
+            s = float(scale_fn(str(oid)))
+            if not (math.isfinite(s) and s > 0):
+                raise ValueError(f"DexGraspNet scale of object {oid!r} must be a finite number > 0, got {s}")
+            cache[oid] = s
+    energies = {k: table.column(k).to_pylist() for k in DGN_ENERGY_KEYS if k in table.column_names}
+    q32 = q.astype(np.float32)  # the table's precision: the importer reads float32 back
+    entries: list[dict[str, Any]] = []
+    for i, qpos in enumerate(pose_to_qpos(q32)):
+        entry: dict[str, Any] = {"qpos": qpos, "scale": cache[ids[i]]}
+        for k, values in energies.items():
+            v = values[i]
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                entry[k] = float(v)
+        entries.append(entry)
+    target = Path(path)
+    arr = np.empty(len(entries), dtype=object)  # np.save of a list of dicts, as DexGraspNet's files
+    arr[:] = entries
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:  # a handle: np.save adds no suffix
+        np.save(f, arr, allow_pickle=True)
+    return target

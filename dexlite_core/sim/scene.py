@@ -179,6 +179,12 @@ class Scene:
 
 def build_scene(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> Scene:
     """Compile the lift-test model for one object (about 0.1 s; reuse it for all its grasps)."""
+    return _index(scene_spec(obj, cfg, visual).compile())
+
+
+def scene_spec(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> mujoco.MjSpec:
+    """The uncompiled model of :func:`build_scene` (a fresh ``MjSpec``: callers may edit it, e.g. to
+    write an MJCF file with ``spec.to_xml()``)."""
     spec = build_hand_spec()
     spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_FALSE
     if not visual:  # visual meshes never collide; dropping them halves the build time
@@ -248,8 +254,7 @@ def build_scene(obj: ObjectGeometry, cfg: LiftConfig, visual: bool = False) -> S
             contype=0, conaffinity=1, condim=cfg.condim, friction=friction,
             solref=list(cfg.solref), solimp=[*cfg.solimp, 0.5, 2.0], mass=0.0, rgba=[0.8, 0.5, 0.2, 1],
         )  # fmt: skip
-    model = spec.compile()
-    return _index(model)
+    return spec
 
 
 def _index(model: mujoco.MjModel) -> Scene:
