@@ -44,6 +44,7 @@ from dag.spec import StageFault, StageSpec
 from dag.walk import KeyWalk, Step
 from dexlite_core.config import DagConfig, PipelineConfig
 from flows.configfile import config_from_dict, load_config
+from flows.run_records import recorded
 from stages.table import get_stages
 from storage import ArtifactStore, atomic_write_json, open_store
 from storage.runs import store_root
@@ -333,15 +334,17 @@ def dexlite_flow(config: dict | None = None, config_file: str | None = None, out
                  store: str | None = None, rounds: int = 1) -> dict:
     """The whole DAG (or ``targets`` and their upstream): ingest -> ... -> evaluation report; with
     ``rounds`` > 1 the Dex1B loop (see :func:`execute`)."""
-    cfg = resolve(config, config_file, overrides)
-    return execute(cfg, out, targets=targets, force=force, store=store, rounds=rounds)
+    with recorded(out):  # <out>/.prefect/active/<flow run id>.json while it runs (see flows.run_records)
+        cfg = resolve(config, config_file, overrides)
+        return execute(cfg, out, targets=targets, force=force, store=store, rounds=rounds)
 
 
 def _stage_flow(name: str) -> Any:
     def run(config: dict | None = None, config_file: str | None = None, out: str = "runs/default",
             overrides: dict | None = None, force: bool = False, store: str | None = None) -> dict:
-        cfg = resolve(config, config_file, overrides)
-        return execute(cfg, out, targets=[name], force=[name] if force else None, store=store)
+        with recorded(out):
+            cfg = resolve(config, config_file, overrides)
+            return execute(cfg, out, targets=[name], force=[name] if force else None, store=store)
 
     run.__name__ = f"{name}_flow"
     run.__qualname__ = run.__name__

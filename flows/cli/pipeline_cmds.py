@@ -66,6 +66,10 @@ def run(
     """Run the whole DAG; stages whose artifacts exist for this config are reused."""
     cfg = load_cfg(config, set_, task_runner=runner, workers=workers, dask_address=dask_address)
     setup_prefect(out)
+    from flows import run_records
+
+    for line in run_records.mark_dead_runs(out, "dexlite run"):  # flow runs of killed processes -> Crashed
+        typer.secho(line, err=True, fg=typer.colors.YELLOW)
     from flows.pipeline import dexlite_flow
 
     _run_flow(dexlite_flow, out, config=cfg.to_dict(), force=force or None, rounds=rounds)
@@ -102,13 +106,17 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Which stage runs are done for this config (and --rounds), and where their artifacts are; reads
-    manifests only (no Prefect)."""
+    manifests only (Prefect only to mark Crashed the flow runs of killed processes, see flows.run_records)."""
     from dag.walk import plan
+    from flows import run_records
     from stages.table import get_stages
     from storage import open_store
     from storage.runs import store_root
 
     cfg = load_cfg(config, set_)
+    # flow runs of killed processes -> Crashed (Prefect is set up only when a record names a dead process)
+    for line in run_records.mark_dead_runs(out, "dexlite status", setup=lambda: setup_prefect(out)):
+        typer.secho(line, err=as_json, fg=typer.colors.YELLOW)
     store = open_store(store_root(cfg.dag.artifacts, out))
     states = plan(store, cfg, get_stages(), rounds=rounds)
     if as_json:

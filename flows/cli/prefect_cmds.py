@@ -1,4 +1,4 @@
-"""Prefect commands: ``server`` (local server + UI on 127.0.0.1), ``serve`` (deployments, the pipeline
+"""Prefect commands: ``server`` (local server + UI, 127.0.0.1 by default), ``serve`` (deployments, the pipeline
 on a cron schedule; the UI's Retry reruns a failed run), ``deploy`` (stage deployments on a work pool,
 e.g. GPU training)."""
 
@@ -27,22 +27,58 @@ from flows.cli.common import (
     setup_prefect,
 )
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def local_api_url(host: str, port: int) -> str:
+    """Where processes on this machine reach a server bound to ``host``: loopback for a wildcard bind."""
+    loop = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{_url_host(loop)}:{port}/api"
+
+
+def ui_api_url(host: str, port: int, public_url: str | None = None) -> str:
+    """The API address the UI's browser code talks to (Prefect's ``PREFECT_SERVER_UI_API_URL``, which the
+    server hands the page at ``/ui-settings``; left alone Prefect derives it from its default port 4200,
+    not from ``--port``). ``public_url`` (how browsers reach this server, with or without ``/api``) wins;
+    a server bound to one address gets that address; a wildcard bind (0.0.0.0, ::) gets the relative
+    ``/api``: the page calls back whatever address it was loaded from (a hostname, an SSH tunnel's
+    port), which no single absolute URL could name."""
+    if public_url:
+        url = public_url.rstrip("/")
+        return url if url.endswith("/api") else f"{url}/api"
+    if host in WILDCARD_HOSTS:
+        return "/api"
+    return f"http://{_url_host(host)}:{port}/api"
+
 
 @command
 def server(
     out: OutOpt = Path(DEFAULT_OUT),
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 4200,
-    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 4200,
+    host: Annotated[str, typer.Option(help="bind address (0.0.0.0: every interface)")] = "127.0.0.1",
+    public_url: Annotated[str | None, typer.Option(
+        help="URL browsers reach this server at (e.g. http://gpu-box:4200, a reverse proxy); default "
+             "http://<host>:<port>, or the page's own address when --host is 0.0.0.0 or ::")] = None,
 ) -> None:
-    """Start a local Prefect server with the UI (SQLite in <out>/.prefect); `run` then reports to it."""
+    """Start a local Prefect server with the UI (SQLite in <out>/.prefect); `run` then reports to it.
+    The UI talks to this server's API (--port/--host/--public-url), not to Prefect's default 4200."""
     from flows import env
 
     home = env.prefect_home(out)
     env.configure(home)
     os.environ.pop("PREFECT_API_URL", None)
+    os.environ.pop("PREFECT_UI_API_URL", None)  # legacy name of the setting set below
+    ui_api = ui_api_url(host, port, public_url)
+    os.environ.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port),
+                      PREFECT_SERVER_UI_API_URL=ui_api)
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)])
-    api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '127.0.0.1') else host}:{port}/api"
+    api = local_api_url(host, port)
     record = home / env.SERVER_FILE
+    ui = public_url.rstrip("/").removesuffix("/api") if public_url else api[: -len("/api")]
 
     def stop(signum: int, frame: Any) -> None:
         proc.send_signal(signal.SIGTERM if signum != signal.SIGINT else signal.SIGINT)
@@ -53,9 +89,9 @@ def server(
         t0 = time.monotonic()
         while proc.poll() is None and time.monotonic() - t0 < 180:
             if env.healthy(api):
-                atomic_write_json(record, {"api_url": api, "ui_url": api[: -len("/api")], "pid": proc.pid})
-                typer.secho(f"Prefect server ready: UI {api[:-4]}  API {api}  (PREFECT_HOME={home})",
-                            err=True, fg=typer.colors.GREEN)
+                atomic_write_json(record, {"api_url": api, "ui_url": ui, "ui_api_url": ui_api, "pid": proc.pid})
+                typer.secho(f"Prefect server ready: UI {ui}  API {api}  (the UI calls {ui_api}; "
+                            f"PREFECT_HOME={home})", err=True, fg=typer.colors.GREEN)
                 break
             time.sleep(0.3)
         code = proc.wait()
