@@ -56,6 +56,7 @@ from dexlite_core.atomic import atomic_path, atomic_write_bytes
 from dexlite_core.config import DexGraspBenchConfig
 from dexlite_core.hand.asset import FINGER_JOINTS, N_JOINTS, POSE_DIM
 from dexlite_core.hand.euler_np import euler_to_matrix_np, matrix_to_euler_np
+from storage.dexgraspnet import load_pickled_npy
 
 _MEN = {"J3": "J4", "J2": "J3", "J1": "J2", "J0": "J1"}
 DGB_JOINT_NAMES: tuple[str, ...] = tuple(
@@ -169,13 +170,7 @@ def read_dexgraspbench_npy(path: str | os.PathLike[str]) -> dict[str, Any]:
     kept if present). Only load files you trust (pickle). Raises FileNotFoundError or
     :class:`DexGraspBenchFormatError` naming the file and the key."""
     name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise FileNotFoundError(f"DexGraspBench grasp file not found: {name}")
-    try:
-        raw = np.load(name, allow_pickle=True)
-    except (ValueError, OSError, EOFError) as e:
-        raise DexGraspBenchFormatError(f"{name}: not a readable .npy file ({e})") from e
-    data = raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object and raw.ndim == 0 else raw
+    data = load_pickled_npy(path, "DexGraspBench", DexGraspBenchFormatError)
     if not isinstance(data, dict):
         raise DexGraspBenchFormatError(f"{name}: expected a pickled dict, got {type(data).__name__}")
     missing = [k for k in (*QPOS_KEYS, "obj_path", "obj_scale", "obj_pose") if k not in data]

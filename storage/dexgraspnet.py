@@ -67,6 +67,20 @@ def _finite_float(value: Any, where: str) -> float:
     return x
 
 
+def load_pickled_npy(path: str | os.PathLike[str], kind: str, error: type[ValueError]) -> Any:
+    """``np.load(path, allow_pickle=True)``, a 0-d object array unwrapped to its object (the
+    field's grasp files are pickled lists or dicts: only load files you trust). A missing file is
+    FileNotFoundError, unreadable bytes `error`, each naming the file and `kind` of grasp file."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(f"{kind} grasp file not found: {name}")
+    try:
+        raw = np.load(name, allow_pickle=True)
+    except (ValueError, OSError, EOFError) as e:
+        raise error(f"{name}: not a readable .npy file ({e})") from e
+    return raw.item() if isinstance(raw, np.ndarray) and raw.dtype == object and raw.ndim == 0 else raw
+
+
 def read_dexgraspnet_npy(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Load and validate a DexGraspNet ``.npy`` grasp file; return its entries as plain dicts.
 
@@ -75,14 +89,7 @@ def read_dexgraspnet_npy(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     :class:`DexGraspNetFormatError` naming the file, the entry index and the problem.
     """
     name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise FileNotFoundError(f"DexGraspNet grasp file not found: {name}")
-    try:
-        raw = np.load(name, allow_pickle=True)
-    except (ValueError, OSError, EOFError) as e:
-        raise DexGraspNetFormatError(f"{name}: not a readable .npy file ({e})") from e
-    if isinstance(raw, np.ndarray) and raw.dtype == object and raw.ndim == 0:
-        raw = raw.item()
+    raw = load_pickled_npy(path, "DexGraspNet", DexGraspNetFormatError)
     if isinstance(raw, np.ndarray):
         if raw.dtype != object or raw.ndim != 1:
             raise DexGraspNetFormatError(

@@ -118,5 +118,23 @@ def deployment_params(config_path: Path | None, cfg: Any, out: Path, sets: list[
     return params
 
 
+def read_grasps_arg(command: str, grasps: Path, objects: Path) -> Any:
+    """The grasp table named on the command line (any Parquet file `read_grasp_table` accepts; its
+    convention note on stderr) and a check of its objects folder; each problem is one line, exit 1."""
+    from storage.parquet import read_grasp_table
+
+    try:
+        table, note = read_grasp_table(grasps)
+    except (FileNotFoundError, ValueError) as e:
+        fail(f"{command}: {e}")
+    if note:
+        typer.secho(note, err=True, fg=typer.colors.YELLOW)
+    if table.num_rows == 0:
+        fail(f"{command}: {grasps}: no grasps (0 rows)")
+    if not objects.is_dir():
+        fail(f"{command}: {objects}: objects folder not found")
+    return table
+
+
 def quiet_logging() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import ConfigOpt, SetOpt, command, fail, load_cfg, quiet_logging
+from flows.cli.common import ConfigOpt, SetOpt, command, fail, load_cfg, quiet_logging, read_grasps_arg
 
 
 @command
@@ -33,15 +33,7 @@ def export(
         fail(f"export: give at least one --format ({', '.join(EXPORT_FORMATS)})")
     fmts = list(dict.fromkeys(check_format(f) for f in formats))  # ValueError -> one line, exit 1
     cfg = load_cfg(config, set_)
-    from storage.parquet import read_grasp_table
-
-    table, note = read_grasp_table(grasps)  # FileNotFoundError / ValueError name the file
-    if note:
-        typer.secho(note, err=True, fg=typer.colors.YELLOW)
-    if table.num_rows == 0:
-        fail(f"export: {grasps}: no grasps (0 rows)")
-    if not objects.is_dir():
-        fail(f"export: {objects}: objects folder not found")
+    table = read_grasps_arg("export", grasps, objects)
     from storage.exports import export_grasps
 
     for fmt in fmts:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from dexlite_core.config import Protocol as ProtocolName
-from flows.cli.common import ConfigOpt, SetOpt, command, fail, load_cfg, one_line, quiet_logging
+from flows.cli.common import ConfigOpt, SetOpt, command, fail, load_cfg, one_line, quiet_logging, read_grasps_arg
 
 
 @command
@@ -203,18 +203,7 @@ def evaluate(
     (a note on stderr says so); files whose metadata names another convention are refused."""
     quiet_logging()
     cfg = load_cfg(config, set_)
-    from storage.parquet import read_grasp_table
-
-    try:
-        table, note = read_grasp_table(grasps)
-    except (FileNotFoundError, ValueError) as e:
-        fail(f"evaluate: {e}")
-    if note:
-        typer.secho(note, err=True, fg=typer.colors.YELLOW)
-    if table.num_rows == 0:
-        fail(f"evaluate: {grasps}: no grasps (0 rows)")
-    if not objects.is_dir():
-        fail(f"evaluate: {objects}: objects folder not found")
+    table = read_grasps_arg("evaluate", grasps, objects)
     if protocol is None:
         protocols = tuple(cfg.evaluate.protocols)
     elif protocol is Protocol.all:
