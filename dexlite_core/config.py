@@ -253,6 +253,10 @@ class TrainConfig:
     # scaling curve: train on the first N training objects (groups) in a stable hash order, nested
     # (14 within 100 within 300 ...); 0 = all. Validation and test objects are unchanged.
     max_objects: int = 0
+    # 0: batches of grasps drawn at random. k > 0: each batch holds about k objects (batch_size / k
+    # grasps of each): the PointNet encodes every object of a batch once, and with ~100 objects a
+    # random batch of 64 holds ~45 of them (0.85 steps/s on 2 cores, 95% of it in the PointNet)
+    objects_per_batch: int = 0
     seed: int = 0
     device: str = "auto"
 
@@ -261,6 +265,9 @@ class TrainConfig:
         if not (0 <= fv <= 1 and 0 <= ft <= 1 and fv + ft <= 1):
             raise ValueError(f"train.val_fraction and train.test_fraction must be in [0, 1] with a sum <= 1 "
                              f"(val_fraction={fv}, test_fraction={ft})")
+        if self.objects_per_batch < 0 or self.objects_per_batch > self.batch_size:
+            raise ValueError(f"train.objects_per_batch must be in [0, batch_size] (0 = random batches), got "
+                             f"{self.objects_per_batch}")
         if self.max_steps < 0 or self.max_objects < 0:
             raise ValueError(f"train.max_steps and train.max_objects must be >= 0 (0 = no limit; "
                              f"max_steps={self.max_steps}, max_objects={self.max_objects})")

@@ -29,6 +29,7 @@ plus the object's point cloud is one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +53,28 @@ class ObjectField:
 
     sdf: SignedDistance
     points: torch.Tensor
+
+
+class RowwiseSDF:
+    """Several objects' SDFs behind one :class:`SignedDistance`: row ``b`` of every query `(B, ..., 3)`
+    is looked up in the SDF of object ``index[b]``. One energy call (one hand FK, one backward) then
+    scores a batch that mixes objects, as a CVAE training batch does; only the look-ups loop over
+    the batch's objects. (Calling the energy once per object cost a hand FK per object: with 95
+    objects, ~45 in a batch of 64, training ran at 0.85 steps/s on 2 cores.)"""
+
+    def __init__(self, sdfs: Sequence[SignedDistance], index: torch.Tensor) -> None:
+        present, local = index.unique(return_inverse=True)
+        self._parts = [(sdfs[o], (local == k).nonzero().flatten()) for k, o in enumerate(present.tolist())]
+        self._inverse = torch.argsort(torch.cat([rows for _, rows in self._parts]))
+
+    def query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [sdf.query(x[rows]) for sdf, rows in self._parts]
+        phi = torch.cat([p for p, _ in parts])[self._inverse]
+        normal = torch.cat([n for _, n in parts])[self._inverse]
+        return phi, normal
+
+    def distance(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([sdf.distance(x[rows]) for sdf, rows in self._parts])[self._inverse]
 
 
 @dataclass

@@ -34,7 +34,7 @@ import torch
 from .atomic import atomic_write_bytes, atomic_write_text
 from .config import EnergyConfig, TrainConfig
 from .dataset import table_q
-from .energy import ObjectField, grasp_energy
+from .energy import ObjectField, RowwiseSDF, grasp_energy
 from .models import GraspCVAE, associated_point_index, kl_divergence, reconstruction_loss
 from .objects import load_object
 from .splits import assign_splits, first_objects, read_groups
@@ -109,6 +109,24 @@ def _atomic_torch_save(obj: dict, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def batch_order(object_index: torch.Tensor, batch_size: int, objects_per_batch: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """An epoch's order of the grasps `object_index (N,)`; consecutive ``batch_size`` slices are the
+    batches. ``objects_per_batch`` 0: a random permutation. k > 0: each object's grasps, shuffled,
+    cut into chunks of ``batch_size // k``; the chunks shuffled and concatenated, so a batch holds
+    about k objects (a chunk that ends an object may be shorter and make room for another)."""
+    n = len(object_index)
+    if objects_per_batch <= 0:
+        return torch.randperm(n, generator=generator)
+    chunk = max(1, batch_size // objects_per_batch)
+    perm = torch.randperm(n, generator=generator)
+    by_object = perm[torch.argsort(object_index[perm], stable=True)]  # grouped by object, shuffled within
+    counts = torch.bincount(object_index, minlength=int(object_index.max()) + 1 if n else 0)
+    chunks = [c for rows in torch.split(by_object, counts[counts > 0].tolist()) for c in torch.split(rows, chunk)]
+    order = torch.randperm(len(chunks), generator=generator).tolist()
+    return torch.cat([chunks[i] for i in order]) if chunks else perm
+
+
 def batch_losses(
     model: GraspCVAE,
     data: TrainingData,
@@ -129,22 +147,14 @@ def batch_losses(
         "kl": kl_divergence(out["mu"], out["logvar"]),
     }
     hand = hand_on(str(q.device), q.dtype)
-    sums = {k: q.new_zeros(()) for k in ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints")}
-    for o in obj.unique().tolist():
-        sel = obj == o
-        qh = q_hat[sel]
-        idx = (
-            data.contact_idx[rows][sel]
-            if data.contact_idx is not None
-            else contact_indices_for(hand, data.fields[o], qh.detach(), energy_cfg.n_contacts)
-        )
-        e = grasp_energy(hand, data.fields[o], qh, idx, energy_cfg)
-        for k in sums:
-            sums[k] = sums[k] + getattr(e, k).sum()
-    B = q.shape[0]
+    # one energy call for the whole batch: each row looks up its own object's SDF
+    field = ObjectField(RowwiseSDF([f.sdf for f in data.fields], obj), data.fields[0].points)
+    idx = (data.contact_idx[rows] if data.contact_idx is not None
+           else contact_indices_for(hand, field, q_hat.detach(), energy_cfg.n_contacts))
+    e = grasp_energy(hand, field, q_hat, idx, energy_cfg)
     w = energy_cfg.weights
-    for k in sums:
-        terms[k] = sums[k] / B
+    for k in ("E_fc", "E_dis", "E_pen", "E_spen", "E_joints"):
+        terms[k] = getattr(e, k).mean()
     terms["loss"] = (
         cfg.w_recon * terms["recon"]
         + cfg.w_kl * terms["kl"]
@@ -240,7 +250,7 @@ def train(
             if history and history[-1].get("partial"):
                 history.pop()
         else:
-            perm = torch.randperm(len(train_data), generator=gen).to(device)
+            perm = batch_order(train_data.object_index.cpu(), cfg.batch_size, cfg.objects_per_batch, gen).to(device)
             first, acc, seen = 0, {}, 0
         partial = None
         stopped: int | None = None  # the batch the budget stopped at

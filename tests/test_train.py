@@ -319,3 +319,17 @@ def test_sample_objects_choose_from_the_three_way_split():
     assert chosen_objects({"train": ["t1"], "val": ["v1"]}, "heldout") == ["v1"]  # an older split.json
     with pytest.raises(ValueError, match="sample.objects"):
         chosen_objects(split, "everything")
+
+
+def test_batch_order_groups_objects_and_is_a_seeded_permutation() -> None:
+    from dexlite_core.train import batch_order
+
+    object_index = torch.arange(40).repeat_interleave(25)  # 40 objects, 25 grasps each
+    order = batch_order(object_index, 64, 8, torch.Generator().manual_seed(3))
+    assert sorted(order.tolist()) == list(range(1000))
+    per_batch = [len(object_index[order[s : s + 64]].unique()) for s in range(0, 1000, 64)]
+    assert max(per_batch) <= 16 and sum(per_batch) / len(per_batch) < 12  # ~8 (+ short chunks: 25 = 8+8+8+1)
+    again = batch_order(object_index, 64, 8, torch.Generator().manual_seed(3))
+    assert torch.equal(order, again)
+    random = batch_order(object_index, 64, 0, torch.Generator().manual_seed(3))
+    assert sum(len(object_index[random[s : s + 64]].unique()) for s in range(0, 1000, 64)) / 16 > 25
