@@ -10,6 +10,11 @@ Each file counts as :func:`code_text`, its syntax tree without docstrings, so ed
 docstring or the layout keeps every cached artifact, and any code edit in a module the stage imports
 changes its key (a hand-written module list missed ``dataset`` for ``sample``: a stale artifact).
 Files are resolved on disk, never imported, so a copy of the project (``root=``) can be hashed.
+
+A module that only declares configuration, whose resolved values already enter every key through
+the stage's config sections, can say so with a top-level ``__dag_values_only__ = True``: its imports
+are still followed, but its own code does not count (adding a field to one section of the config
+module otherwise re-keyed every stage of a run, ingest included, though no stage's values changed).
 """
 
 from __future__ import annotations
@@ -69,15 +74,28 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     return out
 
 
+VALUES_ONLY = "__dag_values_only__"
+
+
+def _values_only(tree: ast.Module) -> bool:
+    """Whether the module sets ``__dag_values_only__ = True`` at top level."""
+    return any(isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value is True
+               and any(isinstance(t, ast.Name) and t.id == VALUES_ONLY for t in node.targets) for node in tree.body)
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse(path: Path, mtime_ns: int, size: int, module: str) -> tuple[bytes, frozenset[str]]:
-    """(digest of the file's code text, names it imports); cached per file version."""
+    """(digest of the file's code text, or empty for a values-only module; names it imports); cached
+    per file version."""
     text = path.read_text(encoding="utf-8")
     is_package = path.name == "__init__.py"
     try:
-        imports = frozenset(_imported_names(ast.parse(text), module, is_package))
+        tree = ast.parse(text)
     except SyntaxError:
-        imports = frozenset()
+        return hashlib.sha256(text.encode()).digest(), frozenset()
+    imports = frozenset(_imported_names(tree, module, is_package))
+    if _values_only(tree):
+        return b"", imports
     return hashlib.sha256(code_text(text).encode()).digest(), imports
 
 

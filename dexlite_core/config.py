@@ -17,6 +17,11 @@ from typing import Any, Literal
 # Evaluation protocols by name (dexlite_core/sim/lift.py, dexlite_core/sim/dexgraspbench.py).
 Protocol = Literal["lift", "dexgraspbench"]
 
+# The DAG's code versions leave this module's code out (dag/codehash.py): every value here reaches a
+# stage's key through its config sections. Keep it declarations: a function that changes what a
+# stage computes from these values belongs in the stage's own code.
+__dag_values_only__ = True
+
 
 @dataclass(frozen=True)
 class ObjectConfig:

@@ -266,6 +266,17 @@ def test_code_version_follows_imports_and_ignores_comments(tmp_path: Path) -> No
     edited = text.replace("return GRASP_SCHEMA.empty_table()", "return GRASP_SCHEMA.empty_table().slice(0)", 1)
     dataset.write_text(edited)
     assert keys()["sample"] != after["sample"]  # imported through dexlite_core.sampling, inside a function
+    # the config module is declarations (__dag_values_only__): a new field of one section re-keys only
+    # through that section's values, not every stage's code version
+    edited_keys = keys()
+    config = tmp_path / "dexlite_core" / "config.py"
+    text = config.read_text()
+    assert "\n__dag_values_only__ = True\n" in text and "    seed: int = 0\n    device: str" in text
+    config.write_text(text.replace("    seed: int = 0\n    device: str", "    new_knob: int = 3\n    seed: int = 0\n"
+                                   "    device: str", 1))
+    assert keys() == edited_keys
+    config.write_text(text.replace("\n__dag_values_only__ = True\n", "\n", 1) + "\nX = 1\n")
+    assert keys()["objects"] != edited_keys["objects"]  # without the marker its code counts, as any module's
     f = "def f(x):\n    'Doc.'\n    return x + 1  # note\n"
     assert code_text(f) == code_text("def f(x):\n\n    return x + 1\n")
     assert code_text(f) != code_text("def f(x):\n    return x + 2\n")
