@@ -72,6 +72,13 @@ def _rate(entry: dict[str, Any] | None) -> str:
     return f"{100 * entry['rate']:.1f}%{ci} (n={entry['n']})"
 
 
+def _plain(v: Any) -> str:
+    """A card value on one Markdown line: a dict as ``key value; ...``."""
+    if isinstance(v, dict):
+        return "; ".join(f"{k} {_plain(x)}" for k, x in v.items())
+    return str(v)
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as a short Markdown page: provenance, training, held-out figures."""
     lines = [f"# DexLite shipped model: {card.get('name', 'cvae')}", ""]
@@ -83,11 +90,11 @@ def card_markdown(card: dict[str, Any]) -> str:
     data = card.get("training_data", {})
     if data:
         lines += ["", "## Training data", ""]
-        lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in data.items()]
+        lines += [f"- {k.replace('_', ' ')}: {_plain(v)}" for k, v in data.items()]
     train = card.get("training", {})
     if train:
         lines += ["", "## Training", ""]
-        lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in train.items()]
+        lines += [f"- {k.replace('_', ' ')}: {_plain(v)}" for k, v in train.items()]
     figures = card.get("figures", {})
     if figures:
         lines += ["", "## Held-out figures (objects never trained on)", "",

@@ -198,6 +198,10 @@ def model_show() -> None:
 
 
 
+def _round(x: float | None) -> float | None:
+    return None if x is None else float(f"{x:.4g}")
+
+
 def _stage_paths(run: Path) -> dict[str, Path]:
     """Artifact folder of each stage of the run folder's last run (its ``stages.json``)."""
     import json
@@ -208,7 +212,7 @@ def _stage_paths(run: Path) -> dict[str, Path]:
     return {name: Path(s["path"]) for name, s in json.loads(record.read_text()).items() if s.get("path")}
 
 
-def model_card(run: Path, config_file: Path | None) -> dict[str, Any]:
+def model_card(run: Path, config_file: Path | None, notes: list[str] | None = None) -> dict[str, Any]:
     """The card of run `run`'s trained model: provenance, training data and the evaluation report's
     held-out figures (validation and test objects; sources postopt, raw and the no-CVAE baseline)."""
     import datetime
@@ -231,8 +235,13 @@ def model_card(run: Path, config_file: Path | None) -> dict[str, Any]:
     except OSError:
         commit = ""
     sources = ("postopt", "raw", "baseline")
+    tests = report.get("test_objects") or {}
     figures = {"validation objects": {s: report[s] for s in sources if s in report},
-               "test objects": {s: v for s, v in (report.get("test_objects") or {}).items() if s in sources}}
+               "test objects": {s: tests[s] for s in sources if s in tests}}
+    from dexlite_core.splits import read_groups
+
+    groups = read_groups(paths["objects"] / "objects", [o for ids in split.values() for o in ids])
+    counts = {k: f"{len({groups[o] for o in ids})} objects, {len(ids)} instances" for k, ids in split.items() if ids}
     train_sum = summary.get("train", {}).get("summary", {})
     cfg = manifest.get("config", {})
     return {
@@ -244,7 +253,7 @@ def model_card(run: Path, config_file: Path | None) -> dict[str, Any]:
         "config_file": str(config_file) if config_file else "",
         "training_data": {
             "dataset": "lift-validated seed grasps (DexGraspNet-style annealing, MuJoCo lift test)",
-            "objects (instances: object x size)": {k: len(v) for k, v in split.items()},
+            "objects": counts,
             "train_grasps": train_sum.get("train_grasps"),
             "val_grasps": train_sum.get("val_grasps"),
             "dataset_summary": summary.get("dataset", {}).get("summary"),
@@ -252,13 +261,14 @@ def model_card(run: Path, config_file: Path | None) -> dict[str, Any]:
         "training": {
             "steps": train_sum.get("steps"),
             "epochs": train_sum.get("epochs") or len(history),
-            "final_train_loss": train_sum.get("train_loss"),
-            "final_val_loss": train_sum.get("val_loss"),
+            "final_train_loss": _round(train_sum.get("train_loss")),
+            "final_val_loss": _round(train_sum.get("val_loss")),
             "config": cfg.get("train", cfg),
         },
         "figures": figures,
         "protocols": report.get("protocols"),
         "max_penetration_m": report.get("max_penetration_m"),
+        "notes": list(notes or []),
         "validation_objects": split.get("val"),
         "test_objects": split.get("test"),
     }
@@ -268,13 +278,14 @@ def model_card(run: Path, config_file: Path | None) -> dict[str, Any]:
 def model_ship(
     run: Annotated[Path, typer.Argument(help="finished run folder (dexlite run --out RUN)")],
     config: Annotated[Path | None, typer.Option(help="the config file the run used (recorded in the card)")] = None,
+    notes: Annotated[list[str] | None, typer.Option("--note", help="a line for the card's notes (repeatable)")] = None,
 ) -> None:
     """Replace the shipped model with run RUN's trained model (float16 weights) and write its card from
     the run's own artifacts (training data, steps, held-out figures)."""
     from dexlite_core.shipped_model import MODEL_DIR, write_shipped
 
     try:
-        card = model_card(run, config)
+        card = model_card(run, config, notes)
         path = write_shipped(_stage_paths(run)["train"] / "checkpoint.pt", card)
     except (OSError, ValueError, KeyError) as e:
         fail(f"model ship: {e}")
