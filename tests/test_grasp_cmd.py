@@ -203,3 +203,13 @@ def test_model_option_takes_a_run_folder_meaning_its_newest_trained_model(tmp_pa
     assert resolve_model(older) == older
     with pytest.raises(FileNotFoundError, match="no trained model"):
         resolve_model(tmp_path)
+
+
+def test_one_bad_mesh_alone_is_one_stderr_line_naming_it(tmp_path: Path) -> None:
+    big = tmp_path / "big.obj"
+    trimesh.creation.box(extents=(2.0, 1.0, 1.0)).export(big)  # 2 m at real size: a file in cm or mm
+    p = _dexlite("grasp", big, "--out", tmp_path / "g.parquet", cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert str(big) in lines[0] and "--units" in lines[0] and "--size" in lines[0]
+    assert not (tmp_path / "g.parquet").exists()

@@ -130,22 +130,25 @@ def grasp(
     from dexlite_core.objects import ingest_many
     from dexlite_core.objects.source import ObjectSource
 
-    failed = 0
+    failures: list[str] = []
     sources: dict[str, ObjectSource] = {}
     for mesh in meshes:
         if not mesh.is_file():
-            typer.secho(one_line(f"FAILED  {mesh}: no such file"), err=True, fg=typer.colors.RED)
-            failed += 1
+            failures.append(f"FAILED  {mesh}: no such file")
             continue
         sources.setdefault(str(mesh), ObjectSource.from_path(mesh))
     obj_root = out.parent / f"{out.stem}.objects"
-    obj_root.mkdir(parents=True, exist_ok=True)
-    report = ingest_many(list(sources.values()), obj_root, objects_cfg, workers=workers)
-    for f in report.failures:
-        typer.secho(one_line(f"FAILED  {f.source}: {f.reason}"), err=True, fg=typer.colors.RED)
-    failed += len(report.failures)
-    if not report.ok:
-        fail(f"grasp: no mesh could be ingested ({failed} failed)")
+    report = ingest_many(list(sources.values()), obj_root, objects_cfg, workers=workers) if sources else None
+    failures += [f"FAILED  {f.source}: {f.reason}" for f in (report.failures if report else [])]
+    if report is None or not report.ok:
+        if len(failures) == 1:  # one mesh, one line
+            fail(failures[0])
+        for line in failures:
+            typer.secho(one_line(line), err=True, fg=typer.colors.RED)
+        fail(f"grasp: no mesh could be ingested ({len(failures)} failed)")
+    for line in failures:
+        typer.secho(one_line(line), err=True, fg=typer.colors.RED)
+    failed = len(failures)
     folders = {r.object_id: r.path for r in report.ok}
     labels = {r.object_id: label for r, label in zip(report.ok, _ok_labels(sources, report), strict=True)}
     t_ingest = time.perf_counter() - t_start
