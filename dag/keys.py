@@ -20,8 +20,9 @@ VOLATILE_SUFFIXES = (".png", ".html", ".log")
 
 
 def is_volatile(relpath: str) -> bool:
-    """A file that does not count as an artifact's content (see :data:`VOLATILE_FILES`)."""
-    return relpath in VOLATILE_FILES or relpath.endswith(VOLATILE_SUFFIXES)
+    """A file that does not count as an artifact's content (see :data:`VOLATILE_FILES`), at any depth
+    (a per-object folder's ``timing.json`` too)."""
+    return relpath.rsplit("/", 1)[-1] in VOLATILE_FILES or relpath.endswith(VOLATILE_SUFFIXES)
 
 
 def config_part(cfg: Any, spec: StageSpec) -> dict[str, Any]:

@@ -507,3 +507,26 @@ def test_object_ids_of_the_default_config_are_unchanged():
     assert ingest_mod.object_id_for("tetra", obj, ObjectConfig(size=None)) != "tetra-b69f791f4d"
     with pytest.raises(ValueError, match="objects.size"):
         ObjectConfig(scales=(0.1, 0.0))
+
+
+def test_two_ingests_of_one_mesh_differ_only_in_timing_json(tmp_path):
+    """Wall times live in timing.json (which the DAG's digests leave out), so an object re-ingested
+    elsewhere has the same content: its downstream artifacts keep their keys."""
+    import hashlib
+
+    from dag.keys import is_volatile
+
+    f = tmp_path / "box.obj"
+    trimesh.creation.box(extents=(0.08, 0.05, 0.03)).export(f)
+    a = ingest_mesh(f, tmp_path / "one", FAST)
+    b = ingest_mesh(f, tmp_path / "two", FAST)
+
+    def content(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    ca, cb = content(a.path), content(b.path)
+    assert set(ca) == set(cb) and "timing.json" in ca and "timings" not in a.meta
+    assert {k for k in ca if ca[k] != cb[k]} <= {"timing.json"}
+    assert set(json.loads((a.path / "timing.json").read_text())) >= {"repair", "sdf", "convex"}
+    assert is_volatile(f"objects/{a.object_id}/timing.json") and not is_volatile(f"objects/{a.object_id}/meta.json")
