@@ -135,9 +135,11 @@ _RANK_INPUTS = ("lift_success", "six_dir_success", "sim_unstable", "dgb_success"
 def keep_best(table: pa.Table, n: int, keep_all: bool = False) -> pa.Table:
     """Per object, its valid grasps (all of them with `keep_all`), at most `n`, best rank first."""
     df = table.select(["object_id", "valid", "rank"]).to_pandas()
-    mask = (df["valid"].fillna(False).astype(bool) | keep_all) & (df["rank"] <= (n if keep_all else np.inf))
-    if not keep_all:  # the first n valid ones of each object
-        mask &= df[mask].groupby("object_id").cumcount().reindex(df.index, fill_value=n) < n
+    if keep_all:
+        mask = df["rank"] <= n
+    else:  # rows are in rank order within each object: the first n valid ones
+        valid = df["valid"].fillna(False).astype(bool)
+        mask = valid & (valid.groupby(df["object_id"]).cumsum() <= n)
     return table.take(np.flatnonzero(mask.to_numpy()))
 
 
@@ -145,7 +147,7 @@ def object_summary(table: pa.Table, kept: pa.Table, protocols: Sequence[str],
                    max_penetration: float) -> list[dict[str, Any]]:
     """One dict per object (input order) of a ranked table: candidates, valid count per protocol
     (penetration-gated) and under all, kept, the best grasp's q1 and penetration (mm)."""
-    df = table.to_pandas()
+    df = table.select(["object_id", "valid", *[c for c in _RANK_INPUTS if c in table.column_names]]).to_pandas()
     kept_ids = kept.column("object_id").to_pylist()
     rows = []
     for oid, g in df.groupby("object_id", sort=False):

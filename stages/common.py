@@ -76,13 +76,16 @@ def kept_ids(inputs: Inputs) -> list[str]:
     return list(read_json(inputs["stability"] / "kept.json"))
 
 
-def setup_torch(cfg: PipelineConfig) -> Any:
-    """Bound torch's threads to this task's share of the cores; the configured device."""
+def setup_torch(cfg: PipelineConfig, alone: bool = False) -> Any:
+    """Bound torch's threads to this task's share of the cores (`alone`: a stage that is one task, not
+    a shard among ``dag.workers``, gets every core, or ``dag.torch_threads``); the configured device."""
+    import os
+
     import torch
 
     from dexlite_core.device import resolve_device
 
-    torch.set_num_threads(cfg.dag.threads_per_task())
+    torch.set_num_threads((cfg.dag.torch_threads or os.cpu_count() or 1) if alone else cfg.dag.threads_per_task())
     return resolve_device(cfg.dag.device)
 
 

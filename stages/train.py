@@ -9,7 +9,6 @@ training-split objects left out by ``train.max_objects``).
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -21,14 +20,10 @@ from stages.common import GRASPS, log, objects_root, setup_torch, write_json
 
 def train_into(inputs: Inputs, out_dir: Path, cfg: PipelineConfig, work_dir: Path) -> dict:
     """Train on the dataset artifact into ``work_dir`` (checkpoints), then write the artifact."""
-    import torch
-
     from dexlite_core import train as train_mod
     from storage.parquet import read_grasps
 
-    device = setup_torch(cfg)
-    # training is one task, not a shard among `dag.workers`: it gets every core (or dag.torch_threads)
-    torch.set_num_threads(cfg.dag.torch_threads or os.cpu_count() or 1)
+    device = setup_torch(cfg, alone=True)
     t0 = time.perf_counter()
 
     budget = f"/{cfg.train.max_steps}" if cfg.train.max_steps > 0 else ""

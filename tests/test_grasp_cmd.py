@@ -172,6 +172,9 @@ def test_model_option_takes_a_checkpoint_or_fails_in_one_line(tmp_path: Path) ->
     assert p.returncode == 1 and "none.pt" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = _dexlite("grasp", "--n", 0, tmp_path / "x.obj", cwd=tmp_path)
     assert p.returncode == 2 and "--n" in p.stderr
+    for bad, named in ((("--format", "usd"), "usd"), (("--size", "big"), "--size"), (("--units", "ft"), "--units")):
+        p = _dexlite("grasp", tmp_path / "x.obj", *bad, cwd=tmp_path)
+        assert p.returncode == 2 and named in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 def test_model_show_prints_the_card() -> None:

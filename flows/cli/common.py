@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -116,6 +117,28 @@ def deployment_params(config_path: Path | None, cfg: Any, out: Path, sets: list[
     else:
         params["config"] = cfg.to_dict()
     return params
+
+
+def size_option(size: str, allow_real: bool = True) -> float | None:
+    """A given ``--size``: a positive number of metres, or (`allow_real`) "real" -> None (keep the
+    mesh's size). A bad value exits 2 in one line."""
+    if allow_real and size.strip().lower() == "real":
+        return None
+    try:
+        metres = float(size)
+    except ValueError:
+        metres = -1.0
+    if not 0 < metres < math.inf:
+        alternative = " or 'real'" if allow_real else ""
+        fail(f"--size {size!r}: expected a positive number of metres{alternative}", 2)
+    return metres
+
+
+def units_option(units: str | None) -> str | None:
+    """``--units``: m, cm or mm (None when not given); anything else exits 2 in one line."""
+    if units is not None and units not in ("m", "cm", "mm"):
+        fail(f"--units {units!r}: expected m, cm or mm", 2)
+    return units
 
 
 def read_grasps_arg(command: str, grasps: Path, objects: Path) -> Any:

@@ -10,14 +10,23 @@ the order the pipeline's stages make them.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from flows.cli.common import ConfigOpt, SetOpt, command, fail, load_cfg, one_line, quiet_logging
+from flows.cli.common import (
+    ConfigOpt,
+    SetOpt,
+    command,
+    fail,
+    load_cfg,
+    one_line,
+    quiet_logging,
+    size_option,
+    units_option,
+)
 
 model_app = typer.Typer(no_args_is_help=True, help="The model shipped in the package (dexlite grasp's default).")
 
@@ -54,17 +63,8 @@ def resolve_model(model: Path | None) -> Path:
 
 def _objects_config(cfg: Any, size: str | None, units: str | None) -> Any:
     """The ingest config: real size in `units` (default metres) unless --size gives a longest edge."""
-    metres: float | None = None
-    if size is not None:
-        try:
-            metres = float(size)
-        except ValueError:
-            metres = -1.0
-        if not 0 < metres < math.inf:
-            fail(f"--size {size!r}: expected a positive number of metres", 2)
-    if units is not None and units not in ("m", "cm", "mm"):
-        fail(f"--units {units!r}: expected m, cm or mm", 2)
-    return dataclasses.replace(cfg.objects, size=metres, scales=(), units=units or cfg.objects.units)
+    metres = size_option(size, allow_real=False) if size is not None else None
+    return dataclasses.replace(cfg.objects, size=metres, scales=(), units=units_option(units) or cfg.objects.units)
 
 
 def _summary_line(label: str, row: dict[str, Any], extent_m: float) -> str:
@@ -113,11 +113,12 @@ def grasp(
     if n_cand < 1:
         fail(f"--candidates {n_cand}: expected at least 1", 2)
     if formats:
-        from storage.exports import EXPORT_FORMATS
+        from storage.exports import check_format
 
-        bad = [f for f in formats if f not in EXPORT_FORMATS]
-        if bad:
-            fail(f"--format {bad[0]!r}: expected one of {', '.join(EXPORT_FORMATS)}", 2)
+        try:
+            formats = list(dict.fromkeys(check_format(f) for f in formats))
+        except ValueError as e:
+            fail(f"--format: {e}", 2)
     objects_cfg = _objects_config(cfg, size, units)
 
     from dexlite_core.device import resolve_device
@@ -168,7 +169,7 @@ def grasp(
     if formats:
         from storage.exports import export_grasps
 
-        for fmt in dict.fromkeys(formats):
+        for fmt in formats:
             written += export_grasps(kept, obj_root, fmt, out.parent / f"{out.stem}.{fmt}")
     for row in object_summary(run.table, kept, run.protocols, cfg.evaluate.max_penetration):
         extent = max(load_object(folders[row["object_id"]]).meta["extents"])

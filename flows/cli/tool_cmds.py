@@ -16,7 +16,18 @@ from typing import Annotated, Any
 import typer
 
 from dexlite_core.config import Protocol as ProtocolName
-from flows.cli.common import ConfigOpt, SetOpt, command, fail, load_cfg, one_line, quiet_logging, read_grasps_arg
+from flows.cli.common import (
+    ConfigOpt,
+    SetOpt,
+    command,
+    fail,
+    load_cfg,
+    one_line,
+    quiet_logging,
+    read_grasps_arg,
+    size_option,
+    units_option,
+)
 
 
 @command
@@ -43,16 +54,8 @@ def ingest(
     cfg = load_cfg(config, sets)
     objects = cfg.objects
     if size is not None:
-        try:
-            metres = None if size.strip().lower() == "real" else float(size)
-        except ValueError:
-            metres = -1.0
-        if metres is not None and not 0 < metres < math.inf:
-            fail(f"--size {size!r}: expected a positive number of metres or 'real'", 2)
-        objects = dataclasses.replace(objects, size=metres)
-    if units is not None:
-        if units not in ("m", "cm", "mm"):
-            fail(f"--units {units!r}: expected m, cm or mm", 2)
+        objects = dataclasses.replace(objects, size=size_option(size))
+    if units_option(units) is not None:
         # units only matter at real size: without --size, giving them means "keep the file's size"
         objects = dataclasses.replace(objects, units=units, size=objects.size if size is not None else None)
     from dexlite_core.objects import ingest_many
